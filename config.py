@@ -31,10 +31,10 @@ class Config:
     seed_list: tuple = tuple(range(10))  # one run per seed: different initialisations
 
     # --- optimiser comparison (one shared initialisation) ---
-    compare_sgd_lr: float = 0.5  # plain SGD
-    compare_momentum_lr: float = 0.5  # SGD with momentum
+    compare_sgd_lr: float = 0.5  # learning rate of plain SGD
+    compare_momentum_lr: float = 0.5  # learning rate of SGD with momentum
     compare_momentum: float = 0.9  # momentum of that run
-    compare_adam_lr: float = 0.05  # Adam
+    compare_adam_lr: float = 0.05  # learning rate of Adam
 
     # --- learning-rate sensitivity ---
     lr_list: tuple = (0.1, 0.5, 1.0, 2.0)  # SGD learning rates drawn on one plane
@@ -57,8 +57,8 @@ class Config:
     # --- output and hardware ---
     output_dir: str = "figures"  # where every PNG, GIF, HTML and summary.json goes
     device: str = "auto"  # cpu | cuda | auto (CUDA when present)
-    only: tuple = ()  # run only these outputs (e.g. only=surfaces,html); empty = all
-    skip: tuple = ()  # skip these outputs (e.g. skip=gifs)
+    only: tuple = ()  # make only these output groups (e.g. --only=surfaces,html); empty = all
+    skip: tuple = ()  # skip these output groups (e.g. --skip=gifs,curvature)
 
 
 CHOICES = {

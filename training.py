@@ -95,3 +95,20 @@ def train_seeds(make_fm, X, y, spec: OptimizerSpec, epochs: int, seeds, batch_si
 def train_optimizers(fm: FlatModel, X, y, specs, epochs: int, batch_size=None, seed: int = 0):
     """Several optimisers from one identical initialisation (fm.theta0)."""
     return [train(fm, X, y, spec, epochs, batch_size=batch_size, seed=seed) for spec in specs]
+
+
+def path_statistics(run: Trajectory) -> dict:
+    """How far and how directly a run travelled: the numbers of the optimiser table.
+
+    path_length sums ‖θ_{t+1} - θ_t‖ over the records; straight_distance is ‖θ_T - θ_0‖;
+    efficiency = straight_distance / path_length (1 = a straight line).
+    """
+    steps = (run.params[1:] - run.params[:-1]).double().norm(dim=1)
+    length = float(steps.sum())
+    straight = float((run.params[-1] - run.params[0]).double().norm())
+    initial, final = float(run.losses[0]), float(run.losses[-1])
+    return {"initial_loss": initial, "final_loss": final,
+            "improvement_pct": 100.0 * (initial - final) / initial if initial else 0.0,
+            "path_length": length, "straight_distance": straight,
+            "efficiency": straight / length if length > 0 else 1.0,
+            "epochs": len(run) - 1, "diverged": run.diverged}

@@ -157,3 +157,12 @@ def test_default_training_improves_and_mlp_beats_logistic_on_moons():
     final = {kind: train(FlatModel(build_model(kind, moons.n_features, cfg.hidden_dim, seed=0)),
                          moons.X, moons.y, spec, cfg.epochs).losses[-1] for kind in ("logistic", "mlp")}
     assert final["mlp"] < final["logistic"]
+
+
+def test_path_statistics_on_a_hand_made_path():
+    from training import Trajectory, path_statistics
+    params = torch.tensor([[0.0, 0.0], [3.0, 0.0], [3.0, 4.0]])  # legs 3 and 4, straight line 5
+    run = Trajectory(params, torch.tensor([2.0, 1.0, 0.5]), torch.zeros(3), torch.arange(3), "hand")
+    stats = path_statistics(run)
+    assert stats["path_length"] == pytest.approx(7.0) and stats["straight_distance"] == pytest.approx(5.0)
+    assert stats["efficiency"] == pytest.approx(5 / 7) and stats["improvement_pct"] == pytest.approx(75.0)

