@@ -166,3 +166,10 @@ def test_path_statistics_on_a_hand_made_path():
     stats = path_statistics(run)
     assert stats["path_length"] == pytest.approx(7.0) and stats["straight_distance"] == pytest.approx(5.0)
     assert stats["efficiency"] == pytest.approx(5 / 7) and stats["improvement_pct"] == pytest.approx(75.0)
+
+
+def test_readme_documents_every_config_field():
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for f in dataclasses.fields(config.Config):
+        assert f"| `{f.name}` | `{config._show(f.default)}` |" in readme, f.name
