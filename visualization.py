@@ -17,7 +17,8 @@ from outputs import atomic_path  # noqa: E402
 DPI = 150
 FIGSIZES = {"surface_3d": (8.5, 7.5), "contour": (8, 7), "comparison": (14, 6.5), "curvature": (9, 7),
             "embeddings": (13, 6), "interpolation": (12, 5.5), "eigen_ratio": (8, 7)}  # inches
-RUN_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]  # Okabe-Ito, no yellow
+# Okabe-Ito colours (colour-blind safe); yellow left out of the run colours: it vanishes on light grey
+RUN_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
 CONTOUR_COLOURS = ["white", "#E69F00", "#56B4E9", "#CC79A7", "#009E73", "#D55E00"]  # light ones read on viridis
 LINESTYLES = ["-", "--", ":"]  # after seven runs the colours repeat with the next line style
 ARROW_COLOUR = "#E69F00"  # orange with a dark edge: stands out from white paths and from viridis
@@ -94,7 +95,8 @@ def finite_prefix(*arrays) -> int:
     ok = np.ones(len(arrays[0]), dtype=bool)
     for a in arrays:
         a = np.asarray(a, dtype=float)
-        ok &= np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+        if a.size:
+            ok &= np.isfinite(a.reshape(len(a), -1)).all(axis=1)
     return len(ok) if ok.all() else int(np.argmin(ok))
 
 
@@ -139,7 +141,8 @@ def _finish(fig, notes, path):
 
 def _legend_below(ax, handles, ncol: int = 2):
     """A legend under the axes, so it never covers data."""
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=ncol, fontsize=9, frameon=False)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=ncol, fontsize=9,
+              frameon=False)
 
 
 def _marker_handles() -> list:
@@ -241,8 +244,8 @@ def plot_surface_3d(surface, path_coords, path_surface_loss, true_losses, grad_a
 
     aa, bb = np.meshgrid(surface.alphas, surface.betas)  # (B, A): loss[i, j] sits at (alphas[j], betas[i])
     z_grid = z_of(surface.loss)
-    sheet = ax.plot_surface(aa, bb, z_grid, cmap="viridis", rstride=1, cstride=1, linewidth=0, antialiased=False,
-                            alpha=0.8, zorder=1)
+    sheet = ax.plot_surface(aa, bb, z_grid, cmap="viridis", rstride=1, cstride=1, linewidth=0,
+                            antialiased=False, alpha=0.8, zorder=1)
     T = finite_prefix(path_coords, path_surface_loss, true_losses)
     coords, on_surface = np.asarray(path_coords, float)[:T], np.asarray(path_surface_loss, float)[:T]
     recorded = np.asarray(true_losses, float)[:T]
@@ -250,7 +253,8 @@ def plot_surface_3d(surface, path_coords, path_surface_loss, true_losses, grad_a
         z_path = z_of(on_surface) + 0.012 * (z_of(hi) - z_of(lo))  # lifted: visibly above its facets
         ax.plot(*coords.T, z_of(recorded), color="#56B4E9", ls="--", lw=1.5, zorder=2,
                 label="recorded loss (the weights lie off the plane)")
-        ax.plot(*coords.T, z_path, color="white", lw=2.4, zorder=3, path_effects=BLACK_EDGE, label="path on the surface")
+        ax.plot(*coords.T, z_path, color="white", lw=2.4, zorder=3, path_effects=BLACK_EDGE,
+                label="path on the surface")
         ax.plot(*coords[0], z_path[0], **START, zorder=5, label="start")
         ax.plot(*coords[-1], z_path[-1], **END, mfc="#F0E442", zorder=6, label="end")
         if grad_arrows is not None:
@@ -329,11 +333,13 @@ def plot_runs(surface, runs, title, path, residual=None, log_curves=None):
     plane_ax, curve_ax = fig.subplots(1, 2, width_ratios=[1.2, 1])
     notes = _draw_background(plane_ax, surface, cmap="Greys")
     notes += _set_plane_axes(plane_ax, surface.alphas, surface.betas, surface.plane.axis_labels())
-    cap = CURVE_CAP * max(float(np.asarray(run.losses, float)[0]) for run in runs)
+    firsts = np.array([np.asarray(run.losses, float)[0] for run in runs])
+    cap = CURVE_CAP * np.max(firsts[np.isfinite(firsts)], initial=1e-12)
     low, high = (surface.alphas.min(), surface.betas.min()), (surface.alphas.max(), surface.betas.max())
     handles, outside = [], []
     for k, run in enumerate(runs):
-        style = dict(color=RUN_COLOURS[k % len(RUN_COLOURS)], ls=LINESTYLES[k // len(RUN_COLOURS) % len(LINESTYLES)])
+        colour, ls = RUN_COLOURS[k % len(RUN_COLOURS)], LINESTYLES[k // len(RUN_COLOURS) % len(LINESTYLES)]
+        style = dict(color=colour, ls=ls)
         handle, coords = _draw_run(plane_ax, curve_ax, run, style, cap)
         handles.append(handle)
         if ((coords < low) | (coords > high)).any():
@@ -355,7 +361,9 @@ def _draw_run(plane_ax, curve_ax, run, style, cap):
     coords, losses = np.asarray(run.coords, float)[:T], np.asarray(run.losses, float)[:T]
     steps = np.arange(T) if run.steps is None else np.asarray(run.steps, float)[:T]
     diverged = run.diverged or T < len(run.losses)
-    label = run.label + (f" (diverged after epoch {steps[-1]:g})" if diverged and T else "")
+    label = run.label
+    if diverged:
+        label += f" (diverged after epoch {steps[-1]:g})" if T else " (diverged at once)"
     _draw_path(plane_ax, coords, style["color"], None, WHITE_EDGE, style["ls"])
     handle = curve_ax.plot(steps, losses, lw=1.8, label=label, **style)[0]
     handle.diverged = diverged
@@ -385,11 +393,12 @@ def _style_curves(ax, handles, log_curves, cap) -> list:
     if values.size and max(np.max(h.get_ydata(), initial=0) for h in handles) > cap:
         is_log = ax.get_yscale() == "log"
         ax.set_ylim(values.min() * 0.8 if is_log else None, cap * (1.3 if is_log else 1.05))
-        notes.append(f"loss axis cut at {cap:.3g} ({CURVE_CAP}x the initial loss): larger losses run off the top")
+        notes.append(f"loss axis cut at {cap:.3g} ({CURVE_CAP}x the initial loss): "
+                     "larger losses run off the top")
     ax.set_xlabel("epoch")
     ax.set_ylabel(_loss_label(ax.get_yscale() == "log"))
-    ax.set_title("recorded loss curves")
-    ax.grid(alpha=0.3, which="both")
+    ax.set_title("recorded loss curves", pad=12)  # room for a ✕ on the top edge
+    ax.grid(alpha=0.3)
     _legend_below(ax, handles)
     return notes
 
@@ -403,12 +412,14 @@ def plot_curvature(steps, lam_max, lam_min, lr, title, path, losses=None, loss_s
     fig = _new_figure("curvature")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[1.5, 1])
     lam_max = np.asarray(lam_max, dtype=float)
-    notes = _nonfinite_note(lam_max, "λ_max values", "gaps") + _nonfinite_note(lam_min, "λ_min values", "gaps")
+    notes = _nonfinite_note(lam_max, "λ_max values", "gaps")
+    notes += _nonfinite_note(lam_min, "λ_min values", "gaps")
     handles = top.plot(steps, lam_max, color="#0072B2", marker="o", ms=3, lw=1.8, label="λ_max (sharpness)")
     highest = np.max(lam_max[np.isfinite(lam_max)], initial=-np.inf)
     edge = 2.0 / lr
     if edge <= 1.5 * highest:
-        handles.append(top.axhline(edge, color="#D55E00", ls="--", lw=1.5, label=f"2/lr = {edge:.3g} (edge of stability)"))
+        handles.append(top.axhline(edge, color="#D55E00", ls="--", lw=1.5,
+                                   label=f"2/lr = {edge:.3g} (edge of stability)"))
     else:  # far above the data: say so above the panel rather than squash the curve to the bottom
         top.set_title(f"↑ 2/lr = {edge:.3g} (edge of stability) is off scale, far above λ_max", loc="left",
                       color="#D55E00", fontsize=9)
@@ -418,7 +429,8 @@ def plot_curvature(steps, lam_max, lam_min, lr, title, path, losses=None, loss_s
         handles += twin.plot(steps if loss_steps is None else loss_steps, losses, color="0.45", lw=1.5, ls="-.",
                              label="training loss")
         twin.set_ylabel("training loss (BCE)", color="0.35")
-    top.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=3, fontsize=9, frameon=False)
+    top.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=3, fontsize=9,
+               frameon=False)
     bottom.plot(steps, lam_min, color="#009E73", marker="o", ms=3, lw=1.8)
     bottom.axhline(0, color="0.5", lw=0.8)
     bottom.set_ylabel("λ_min of the Hessian\n(< 0: not locally convex)")
@@ -502,14 +514,14 @@ def plot_eigen_ratio(alphas, betas, ratio, path_coords, axis_labels, title, path
     alphas, betas, ratio = (np.asarray(a, dtype=float) for a in (alphas, betas, ratio))
     top = np.max(ratio[np.isfinite(ratio)], initial=0.0)
     cmap = plt.get_cmap("cividis").with_extremes(bad="0.85")
-    mesh = ax.pcolormesh(alphas, betas, np.ma.masked_invalid(ratio), cmap=cmap, vmin=0, vmax=top if top > 0 else 1,
-                         shading="nearest")
+    mesh = ax.pcolormesh(alphas, betas, np.ma.masked_invalid(ratio), cmap=cmap, vmin=0,
+                         vmax=top if top > 0 else 1, shading="nearest")
     fig.colorbar(mesh, ax=ax, pad=0.02).set_label("|λ_min / λ_max|  (near 0: close to convex)")
     handles = [_draw_path(ax, path_coords, "white", "training path", BLACK_EDGE)]
     if surface is not None:
         levels, is_log = contour_levels(surface.loss, n=10)
-        ax.contour(surface.alphas, surface.betas, np.ma.masked_invalid(surface.loss), levels=levels, colors="0.75",
-                   linewidths=0.7, norm=colors.LogNorm(levels[0], levels[-1]) if is_log else None)
+        ax.contour(surface.alphas, surface.betas, np.ma.masked_invalid(surface.loss), levels=levels,
+                   colors="0.75", linewidths=0.7, norm=colors.LogNorm(levels[0], levels[-1]) if is_log else None)
         handles.append(Line2D([], [], color="0.75", lw=0.8, label="loss contours"))
     notes = _nonfinite_note(ratio, "ratios", "light grey") + _set_plane_axes(ax, alphas, betas, axis_labels)
     ax.set_xlim(*_cell_edges(alphas))  # whole cells: each value is drawn centred on its grid point

@@ -1,4 +1,4 @@
-"""Figure functions: real PNGs of the right size on tiny synthetic inputs, finite or not; pure helpers vs hand values."""
+"""Figures: real PNGs of the right size from tiny synthetic inputs, finite or not; pure helpers vs hand values."""
 import numpy as np
 import pytest
 import torch
@@ -173,12 +173,15 @@ def test_runs_figure_marks_a_diverged_run(tmp_path, captured):
     blown = np.r_[on_surface[:4], 1e30, np.inf]  # the last finite loss is far off scale
     runs = [vis.PlanePath(coords, on_surface, "SGD lr=0.1"),
             vis.PlanePath(np.r_[coords[:5], [[np.nan, np.nan]]], blown, "SGD lr=9", diverged=True),
-            vis.PlanePath(coords * 0.5, on_surface * 0.9, "SGD lr=1", steps=np.arange(15) * 2)]
-    out = vis.plot_runs(surface, runs, "learning rates", tmp_path / "r.png", residual=np.zeros(3), log_curves=True)
+            vis.PlanePath(coords * 0.5, on_surface * 0.9, "SGD lr=1", steps=np.arange(15) * 2),
+            vis.PlanePath(np.full((1, 2), np.nan), np.full(1, np.nan), "SGD lr=99", diverged=True)]
+    out = vis.plot_runs(surface, runs, "learning rates", tmp_path / "r.png", residual=np.zeros(3),
+                        log_curves=True)
     assert_real_png(out, "comparison")
     curve_ax = captured[0].axes[1]  # plane, curves, the plane's colour bar
     labels = [t.get_text() for t in curve_ax.get_legend().get_texts()]
-    assert labels == ["SGD lr=0.1", "SGD lr=9 (diverged after epoch 4)", "SGD lr=1"]
+    assert labels == ["SGD lr=0.1", "SGD lr=9 (diverged after epoch 4)", "SGD lr=1",
+                      "SGD lr=99 (diverged at once)"]
     assert curve_ax.get_yscale() == "log"
     assert curve_ax.get_ylim()[1] < 1e30  # the blow-up does not flatten the other curves
 
@@ -194,7 +197,8 @@ def test_curvature_edge_of_stability_line_or_off_scale_note(tmp_path, captured):
                              losses=np.exp(-np.arange(30) / 20), loss_steps=np.arange(30))
     assert_real_png(out, "curvature")
     top = captured[1].axes[0]
-    assert "off scale" in top.get_title(loc="left") and top.get_ylim()[1] < 10  # 2/lr = 40 does not squash λ_max
+    assert "off scale" in top.get_title(loc="left")
+    assert top.get_ylim()[1] < 10  # 2/lr = 40 does not squash λ_max (at most 3.7) to the bottom
 
 
 def test_pca_vs_isomap_with_a_non_finite_loss(tmp_path):
@@ -210,7 +214,8 @@ def test_interpolation_two_models_one_overflowing(tmp_path):
     ts = np.linspace(-0.25, 1.25, 31)
     mlp_loss = 0.2 + (ts - 1) ** 2 * 50
     mlp_loss[-1] = np.inf
-    lines = {"logistic": (0.3 + (ts - 1) ** 2, np.clip(0.5 + 0.4 * ts, 0, 1)), "MLP": (mlp_loss, np.full(31, 0.7))}
+    lines = {"logistic": (0.3 + (ts - 1) ** 2, np.clip(0.5 + 0.4 * ts, 0, 1)),
+             "MLP": (mlp_loss, np.full(31, 0.7))}
     assert_real_png(vis.plot_interpolation(ts, lines, "line", tmp_path / "i.png"), "interpolation")
 
 
