@@ -114,6 +114,11 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def wants(cfg: Config, group: str) -> bool:
+    """Whether output group `group` is made under --only / --skip."""
+    return (not cfg.only or group in cfg.only) and group not in cfg.skip
+
+
 def _fail(name, value, allowed):
     raise ConfigError(f"config field '{name}' = {value!r} is not allowed: expected {allowed}")
 

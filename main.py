@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 import config
+from config import wants
 from data import make_dataset
 from gradients import plane_gradients
 from loss_surface import Surface, evaluate_points, evaluate_surface, grid_for, interpolate_line
@@ -70,11 +71,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def wants(cfg: config.Config, group: str) -> bool:
-    """Whether an output group is to be made under --only / --skip."""
-    return (not cfg.only or group in cfg.only) and group not in cfg.skip
-
-
 # ---------------------------------------------------------------- computation stages
 
 def model_factory(kind: str, data, cfg, device):
@@ -109,13 +105,15 @@ def train_all(cfg, data, device) -> dict:
     return runs
 
 
-def build_landscape(fm, data, runs, cfg, with_grads=False, reference=0) -> Landscape:
-    """One plane through the runs, its surface, and every run's coordinates on it."""
+def build_landscape(fm, data, runs, cfg, with_grads=False) -> Landscape:
+    """One plane through the runs (centred on the first finite run's end), its surface, and every run on it."""
     X, y = data.X, data.y
-    plane = joint_pca_plane(runs, reference, layout=fm.layout, norm=cfg.direction_norm,
-                            ignore_bias=cfg.ignore_bias)
+    # A diverged run ends ~1e18 away: fitted on, it would shrink every other path to a dot.
+    fitted = [run for run in runs if not run.diverged] or runs[:1]
+    plane = joint_pca_plane(fitted, 0, layout=fm.layout, norm=cfg.direction_norm, ignore_bias=cfg.ignore_bias)
     projected = [project(run.params, plane) for run in runs]
-    alphas, betas = grid_for([coords for coords, _ in projected], cfg.vis_resolution, cfg.grid_margin)
+    alphas, betas = grid_for([coords for (coords, _), run in zip(projected, runs)
+                              if any(run is f for f in fitted)], cfg.vis_resolution, cfg.grid_margin)
     surface = evaluate_surface(fm, X, y, plane, alphas, betas)
     paths = []
     for run, (coords, residual) in zip(runs, projected):

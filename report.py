@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 
+from config import wants
 from training import path_statistics
 
 
@@ -73,8 +74,66 @@ def _clean(value):
 
 # ---------------------------------------------------------------- files
 
+MODEL_TITLES = {"logistic": "logistic regression", "mlp": "MLP"}
+
+
+def plane_paths(scape) -> list:
+    """The runs of a landscape as the comparison figures draw them."""
+    import visualization as vis
+    return [vis.PlanePath(p.coords, _np(p.run.losses), p.run.label, p.run.diverged, _np(p.run.steps))
+            for p in scape.paths]
+
+
 def write_figures(out, results) -> list:
-    return []
+    """Every PNG of the gallery whose data was computed; returns the paths written."""
+    import visualization as vis
+    from outputs import output_path
+    cfg, scapes, curvature = results["cfg"], results["scapes"], results["curvature"]
+    written = []
+    for kind in ("logistic", "mlp"):
+        scape, title = scapes[kind], MODEL_TITLES[kind]
+        if not wants(cfg, "surfaces"):
+            break
+        p = scape.paths[0]
+        written.append(vis.plot_surface_3d(
+            scape.surface, p.coords, p.surface_loss, _np(p.run.losses), p.grads,
+            f"{title}: training loss on the PCA plane, gradient descent lr {cfg.lr:g}",
+            output_path(out, f"{kind}_3d.png"), residual=p.residual))
+        written.append(vis.plot_contour(
+            scape.surface, [(p.coords, f"gradient descent, lr {cfg.lr:g}")], p.grads,
+            f"{title}: loss contours on the PCA plane", output_path(out, f"{kind}_contour.png"),
+            residual=p.residual))
+    comparisons = {"multi_seed": ("mlp_multi_seed.png", f"MLP: {len(cfg.seed_list)} initialisations on one plane", None),
+                   "optimizers": ("optimizer_comparison.png", "MLP: optimisers from one initialisation", True),
+                   "lr_sensitivity": ("lr_sensitivity.png", "MLP: SGD at several learning rates", None)}
+    for name, (filename, title, log_curves) in comparisons.items():
+        if name in scapes:
+            residual = np.concatenate([p.residual for p in scapes[name].paths])
+            written.append(vis.plot_runs(scapes[name].surface, plane_paths(scapes[name]), title,
+                                         output_path(out, filename), residual=residual, log_curves=log_curves))
+    if "mlp" in curvature and wants(cfg, "curvature"):
+        c, run = curvature["mlp"], results["runs"]["mlp"][0]
+        written.append(vis.plot_curvature(
+            _np(run.steps)[c.indices], c.lam_max, c.lam_min, cfg.lr, "MLP: Hessian extremes along gradient descent",
+            output_path(out, "mlp_curvature.png"), losses=_np(run.losses), loss_steps=_np(run.steps)))
+    if results["embeddings"]:
+        e = results["embeddings"]
+        written.append(vis.plot_pca_vs_isomap(
+            e["pca"], e["isomap"], e["losses"], e["points_per_run"], e["trust_pca"], e["trust_isomap"],
+            f"MLP checkpoints of {len(e['points_per_run'])} seeds: PCA vs Isomap",
+            output_path(out, "mlp_pca_vs_isomap.png")))
+    if results["lines"]:
+        lines = {MODEL_TITLES[k]: v for k, v in results["lines"]["lines"].items()}
+        written.append(vis.plot_interpolation(results["lines"]["ts"], lines,
+                                              "Loss along the straight line from initial to final weights",
+                                              output_path(out, "interpolation_1d.png")))
+    if "eigen_ratio" in curvature:
+        alphas, betas, ratio = curvature["eigen_ratio"]
+        scape = scapes["mlp"]
+        written.append(vis.plot_eigen_ratio(alphas, betas, ratio, scape.paths[0].coords,
+                                            scape.surface.plane.axis_labels(), "MLP: convexity map |λmin/λmax|",
+                                            output_path(out, "mlp_eigen_ratio.png"), surface=scape.surface))
+    return written
 
 
 def write_animations(out, results) -> list:
@@ -83,6 +142,10 @@ def write_animations(out, results) -> list:
 
 def write_pages(out, results, summary) -> list:
     return []
+
+
+def _np(tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
 
 
 # ---------------------------------------------------------------- console
