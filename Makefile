@@ -23,5 +23,12 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
+# The README's gallery: committed copies under docs/, regenerated from a full default run.
+GALLERY := mlp_3d.png mlp_contour.png optimizer_comparison.png mlp_curvature.png mlp_pca_vs_isomap.png \
+           interpolation_1d.png mlp_descent.gif optimizer_race.gif
+gallery: $(VENV)/.installed
+	$(PY) main.py --output_dir=build/gallery $(ARGS)
+	mkdir -p docs && for f in $(GALLERY); do cp build/gallery/$$f docs/$$f; done
+
 clean:
-	rm -rf figures .pytest_cache
+	rm -rf figures build .pytest_cache

@@ -22,8 +22,9 @@ class Surface:
 def grid_for(coords, resolution, margin: float = 0.25):
     """Axes (alphas, betas) that cover every point of coords (N, 2) with a margin on each side.
 
-    resolution is points per axis, or a pair (n_alphas, n_betas); margin is a fraction of
-    the points' extent. The plane's centre (0, 0) is always inside.
+    Both axes get the same range (the larger extent of the points plus margin times it on each
+    side) so that distances read alike along both. resolution is points per axis, or a pair
+    (n_alphas, n_betas). The plane's centre (0, 0) is always inside.
     """
     pts = np.vstack([np.asarray(c, dtype=float).reshape(-1, 2) for c in _as_list(coords)] + [np.zeros((1, 2))])
     n_a, n_b = (resolution, resolution) if np.isscalar(resolution) else resolution
@@ -32,9 +33,11 @@ def grid_for(coords, resolution, margin: float = 0.25):
     if not np.isfinite(pts).all():
         raise ValueError("coordinates contain non-finite values")
     low, high = pts.min(axis=0), pts.max(axis=0)
-    extent = np.where(high - low > 0, high - low, 1.0)
-    low, high = low - margin * extent, high + margin * extent
-    return np.linspace(low[0], high[0], int(n_a)), np.linspace(low[1], high[1], int(n_b))
+    # One half-width for both axes: a path that moves mostly along PC1 would otherwise get a
+    # thin strip of a grid, and a round bowl would be drawn as a trough.
+    half = (0.5 + margin) * max(float((high - low).max()), 1e-12)
+    mid = (low + high) / 2
+    return np.linspace(mid[0] - half, mid[0] + half, int(n_a)), np.linspace(mid[1] - half, mid[1] + half, int(n_b))
 
 
 def _as_list(coords):

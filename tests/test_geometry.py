@@ -135,3 +135,16 @@ def test_surface_along_a_path_in_the_plane_equals_the_true_loss(tiny_run, tiny_m
     loss, _ = evaluate_points(tiny_mlp, tiny_data.X, tiny_data.y, plane, coords)
     expected = tiny_mlp.losses(plane.points(coords), tiny_data.X, tiny_data.y)
     assert np.allclose(loss, expected.numpy(), rtol=1e-5)
+
+
+def test_grid_covers_every_point_with_one_range_for_both_axes():
+    from loss_surface import grid_for
+    coords = [np.array([[-1.0, 0.1], [0.5, -0.05]]), np.array([[2.0, 0.0]])]
+    alphas, betas = grid_for(coords, (7, 5), margin=0.25)
+    assert len(alphas) == 7 and len(betas) == 5
+    assert alphas[0] < -1.0 and alphas[-1] > 2.0 and betas[0] < -0.05 and betas[-1] > 0.1
+    assert alphas[-1] - alphas[0] == pytest.approx(betas[-1] - betas[0]) == pytest.approx(1.5 * 3.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        grid_for(coords, 1)
+    with pytest.raises(ValueError, match="non-finite"):
+        grid_for(np.array([[np.nan, 0.0]]), 5)
