@@ -1,0 +1,123 @@
+"""Hessian eigenvalues against float64 references, closed forms and finite differences."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import hessian
+from models import FlatModel, build_model
+from projection import pca_plane
+from training import OptimizerSpec, train
+
+
+def as_float64(fm):
+    """The same model in float64: the reference every float32 method is held against."""
+    return FlatModel(fm.module.double())
+
+
+@pytest.fixture
+def trained_mlp(tiny_data):
+    fm = FlatModel(build_model("mlp", tiny_data.n_features, hidden_dim=6, seed=3))
+    run = train(fm, tiny_data.X, tiny_data.y, OptimizerSpec("gd", "sgd", 0.5), 30)
+    return fm, run
+
+
+def test_hvp_equals_hessian_times_v_and_finite_differences(trained_mlp, tiny_data):
+    fm, run = trained_mlp
+    fm64, X, y = as_float64(fm), tiny_data.X.double(), tiny_data.y.double()
+    theta = run.final.double()
+    v = torch.randn(fm.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    Hv = hessian.hvp(fm64, X, y, theta, v)
+    assert torch.allclose(Hv, torch.func.hessian(fm64.loss)(theta, X, y) @ v, atol=1e-10)
+    g = torch.func.grad(fm64.loss)
+    h = 1e-6
+    fd = (g(theta + h * v, X, y) - g(theta - h * v, X, y)) / (2 * h)
+    assert torch.allclose(Hv, fd, atol=1e-7)
+
+
+def test_closed_form_mlp_hessian_equals_autodiff(trained_mlp, tiny_data):
+    fm, run = trained_mlp
+    fm64, X, y = as_float64(fm), tiny_data.X.double(), tiny_data.y.double()
+    for theta in (run.params[0].double(), run.final.double()):
+        reference = torch.func.hessian(fm64.loss)(theta, X, y)
+        assert torch.allclose(hessian.hessian_matrix(fm64, X, y, theta), reference, atol=1e-12)
+        assert torch.allclose(hessian._hvp_hessian(fm64, X, y, theta, chunk=7), reference, atol=1e-12)
+
+
+@pytest.mark.parametrize("method, rtol", [("exact", 1e-4), ("lanczos", 1e-4), ("power", 1e-3)])
+def test_every_method_agrees_with_the_float64_reference(trained_mlp, tiny_data, method, rtol):
+    fm, run = trained_mlp
+    theta = run.final
+    reference = torch.linalg.eigvalsh(torch.func.hessian(as_float64(fm).loss)(
+        theta.double(), tiny_data.X.double(), tiny_data.y.double()))
+    ref_min, ref_max = float(reference[0]), float(reference[-1])
+    lam_min, lam_max = hessian.extreme_eigenvalues(fm, tiny_data.X, tiny_data.y, theta, method)
+    assert lam_max == pytest.approx(ref_max, rel=rtol)
+    assert lam_min == pytest.approx(ref_min, abs=rtol * abs(ref_max) * 10)
+
+
+def test_power_iteration_finds_a_dominant_negative_end():
+    """Largest magnitude can be the negative end: the shift must still recover both ends."""
+    class Saddle(nn.Module):  # logit x0 * (w0^2 - 3 w1^2 + 0.5 w2^2): at w = 0, with y = 0,
+        def __init__(self):  # the BCE Hessian is sigmoid'(0) * diag(2, -6, 1) = diag(1, -3, 0.5)
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(3))
+
+        def forward(self, x):
+            return x[:, 0] * (self.w[0] ** 2 - 3 * self.w[1] ** 2 + 0.5 * self.w[2] ** 2)
+    fm = FlatModel(Saddle())
+    X, y, theta = torch.ones(4, 3), torch.zeros(4), torch.zeros(3)
+    exact = hessian.extreme_eigenvalues(fm, X, y, theta, "exact")
+    power = hessian.extreme_eigenvalues(fm, X, y, theta, "power")
+    assert exact == pytest.approx((-3.0, 1.0), rel=1e-6)
+    assert np.allclose(power, exact, rtol=1e-3)
+
+
+def test_logistic_hessian_is_the_closed_form_and_convex_along_its_path(tiny_data):
+    X, y = tiny_data.X, tiny_data.y
+    fm = FlatModel(build_model("logistic", tiny_data.n_features, seed=0))
+    run = train(fm, X, y, OptimizerSpec("gd", "sgd", 0.5), 20)
+    Xb = torch.cat([X, torch.ones(len(X), 1)], dim=1).double()  # weights first, then the bias
+    p = torch.sigmoid(Xb @ run.final.double())
+    closed = Xb.T @ (Xb * (p * (1 - p))[:, None]) / len(X)
+    assert torch.allclose(hessian.hessian_matrix(fm, X, y, run.final).double(), closed, atol=1e-6)
+    curvature = hessian.curvature_along(fm, X, y, run.params, progress=False)
+    assert curvature.lam_min.min() >= -1e-6
+
+
+def test_a_trained_mlp_has_negative_curvature_somewhere(trained_mlp, tiny_data):
+    fm, run = trained_mlp
+    curvature = hessian.curvature_along(fm, tiny_data.X, tiny_data.y, run.params, progress=False)
+    assert curvature.lam_min.min() < 0 < curvature.lam_max.min()
+
+
+def test_curvature_along_equals_a_loop_and_keeps_the_last_checkpoint(trained_mlp, tiny_data):
+    fm, run = trained_mlp
+    curvature = hessian.curvature_along(fm, tiny_data.X, tiny_data.y, run.params, every=7, progress=False)
+    assert list(curvature.indices) == [0, 7, 14, 21, 28, 30]
+    for k, i in enumerate(curvature.indices):
+        lam_min, lam_max = hessian.extreme_eigenvalues(fm, tiny_data.X, tiny_data.y, run.params[i], "exact")
+        assert (curvature.lam_min[k], curvature.lam_max[k]) == pytest.approx((lam_min, lam_max))
+
+
+def test_eigen_ratio_map_equals_the_loop_on_a_non_square_grid(trained_mlp, tiny_data):
+    fm, run = trained_mlp
+    plane = pca_plane(run.params, run.final, fm.layout)
+    alphas, betas = np.linspace(-1, 0.5, 4), np.linspace(-0.3, 0.3, 3)
+    ratio = hessian.eigen_ratio_map(fm, tiny_data.X, tiny_data.y, plane, alphas, betas, progress=False)
+    assert ratio.shape == (3, 4) and (ratio >= 0).all()
+    for i, b in enumerate(betas):
+        for j, a in enumerate(alphas):
+            lam_min, lam_max = hessian.extreme_eigenvalues(fm, tiny_data.X, tiny_data.y, plane.points([[a, b]])[0])
+            assert ratio[i, j] == pytest.approx(abs(lam_min / lam_max), rel=1e-6)
+
+
+def test_bad_theta_is_a_value_error(tiny_mlp, tiny_data):
+    with pytest.raises(ValueError, match="flat vector"):
+        hessian.extreme_eigenvalues(tiny_mlp, tiny_data.X, tiny_data.y, torch.zeros(tiny_mlp.dim + 1))
+    bad = tiny_mlp.theta0.clone()
+    bad[0] = float("inf")
+    with pytest.raises(ValueError, match="non-finite"):
+        hessian.extreme_eigenvalues(tiny_mlp, tiny_data.X, tiny_data.y, bad)
+    with pytest.raises(ValueError, match="unknown Hessian method"):
+        hessian.extreme_eigenvalues(tiny_mlp, tiny_data.X, tiny_data.y, tiny_mlp.theta0, "qr")
