@@ -31,7 +31,8 @@ def check_theta(fm, theta: torch.Tensor) -> torch.Tensor:
 
 def hvp(fm, X, y, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Hessian-vector product H(theta) v by forward-over-reverse differentiation (jvp of grad)."""
-    return jvp(lambda t: grad(fm.loss)(t, X, y), (theta,), (v,))[1]
+    out = jvp(lambda t: grad(fm.loss)(t, X, y), (theta,), (v,))[1]
+    return out.to(v.dtype)  # torch's jvp rule for pow can promote to float64
 
 
 def hessian_matrix(fm, X, y, theta: torch.Tensor, chunk: int = 128) -> torch.Tensor:
