@@ -138,19 +138,19 @@ def compute_landscapes(cfg, data, runs, device) -> dict:
 
 
 def compute_curvature(cfg, data, runs, scapes, device) -> dict:
-    """Hessian extremes along the MLP and logistic paths, and the MLP's convexity map."""
+    """Hessian extremes along the MLP and logistic paths and the learning-rate runs; the convexity map."""
     import hessian
-    curvature = {}
-    for kind in ("mlp", "logistic"):
-        fm = model_factory(kind, data, cfg, device)(cfg.seed_list[0])
-        curvature[kind] = hessian.curvature_along(fm, data.X, data.y, runs[kind][0].params,
-                                                  every=cfg.curvature_every, method=cfg.hessian_method)
+    fm = {kind: model_factory(kind, data, cfg, device)(cfg.seed_list[0]) for kind in ("logistic", "mlp")}
+    along = lambda kind, run: hessian.curvature_along(fm[kind], data.X, data.y, run.params,  # noqa: E731
+                                                      every=cfg.curvature_every, method=cfg.hessian_method)
+    curvature = {kind: along(kind, runs[kind][0]) for kind in ("mlp", "logistic")}
+    if "lr_sensitivity" in runs and wants(cfg, "curvature"):  # does λmax climb to 2/lr? (edge of stability)
+        curvature["lr_sensitivity"] = [along("mlp", run) for run in runs["lr_sensitivity"]]
     if cfg.curvature_resolution and wants(cfg, "eigen_ratio"):
-        fm = model_factory("mlp", data, cfg, device)(cfg.seed_list[0])
         surface = scapes["mlp"].surface
         alphas = np.linspace(surface.alphas[0], surface.alphas[-1], cfg.curvature_resolution)
         betas = np.linspace(surface.betas[0], surface.betas[-1], cfg.curvature_resolution)
-        ratio = hessian.eigen_ratio_map(fm, data.X, data.y, surface.plane, alphas, betas,
+        ratio = hessian.eigen_ratio_map(fm["mlp"], data.X, data.y, surface.plane, alphas, betas,
                                         method=cfg.hessian_method)
         curvature["eigen_ratio"] = (alphas, betas, ratio)
     return curvature

@@ -21,8 +21,11 @@ def summarize(cfg, data, runs, scapes, curvature, embeddings, timings) -> dict:
         if study in runs:
             summary[study] = {r.label: path_statistics(r) for r in runs[study]}
     summary["planes"] = {name: plane_numbers(scape) for name, scape in scapes.items()}
-    summary["curvature"] = {kind: curvature_numbers(c, cfg) for kind, c in curvature.items()
-                            if kind != "eigen_ratio"}
+    summary["curvature"] = {kind: curvature_numbers(curvature[kind], cfg.lr) for kind in ("mlp", "logistic")
+                            if kind in curvature}
+    if "lr_sensitivity" in curvature:
+        summary["curvature"]["lr_sensitivity"] = {run.label: curvature_numbers(c, run.lr) for run, c in
+                                                  zip(runs["lr_sensitivity"], curvature["lr_sensitivity"])}
     if "eigen_ratio" in curvature:
         ratio = curvature["eigen_ratio"][2]
         summary["curvature"]["eigen_ratio"] = {"resolution": cfg.curvature_resolution,
@@ -46,11 +49,11 @@ def plane_numbers(scape: Landscape) -> dict:
             "surface_loss_max": _finite(np.nanmax(scape.surface.loss))}
 
 
-def curvature_numbers(c, cfg) -> dict:
+def curvature_numbers(c, lr: float) -> dict:
     lam_max, lam_min = np.asarray(c.lam_max), np.asarray(c.lam_min)
     return {"lambda_max_start": float(lam_max[0]), "lambda_max_end": float(lam_max[-1]),
             "lambda_max_peak": float(lam_max.max()), "lambda_min_lowest": float(lam_min.min()),
-            "lambda_min_end": float(lam_min[-1]), "edge_of_stability_2_over_lr": 2.0 / cfg.lr,
+            "lambda_min_end": float(lam_min[-1]), "edge_of_stability_2_over_lr": 2.0 / lr,
             "checkpoints": len(lam_max)}
 
 
@@ -116,6 +119,11 @@ def write_figures(out, results) -> list:
         written.append(vis.plot_curvature(
             _np(run.steps)[c.indices], c.lam_max, c.lam_min, cfg.lr, "MLP: Hessian extremes along gradient descent",
             output_path(out, "mlp_curvature.png"), losses=_np(run.losses), loss_steps=_np(run.steps)))
+    if "lr_sensitivity" in curvature:
+        lr_runs = [(_np(run.steps)[c.indices], c.lam_max, run.lr, run.label)
+                   for run, c in zip(results["runs"]["lr_sensitivity"], curvature["lr_sensitivity"])]
+        written.append(vis.plot_edge_of_stability(lr_runs, "MLP: sharpness λ_max under gradient descent at "
+                                                  "several learning rates", output_path(out, "edge_of_stability.png")))
     if results["embeddings"]:
         e = results["embeddings"]
         written.append(vis.plot_pca_vs_isomap(
@@ -169,7 +177,7 @@ def print_report(summary: dict, written: list, out) -> None:
         ev = " + ".join(f"{100 * e:.1f}%" for e in p["explained_variance"] if e is not None)
         print(f"  plane {name:<15} explained {ev:<15} residual mean {p['residual_mean']:.3f}")
     for kind, c in summary.get("curvature", {}).items():
-        if "lambda_max_peak" in c:
+        if kind in ("mlp", "logistic"):
             print(f"  curvature {kind:<11} λmax peak {c['lambda_max_peak']:.3f}   λmin lowest "
                   f"{c['lambda_min_lowest']:.4f}   2/lr {c['edge_of_stability_2_over_lr']:.1f}")
     print(f"\n  {len(written)} files in {out}/ in {summary['timings_s'].get('total', 0):.1f} s")

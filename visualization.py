@@ -441,6 +441,36 @@ def plot_curvature(steps, lam_max, lam_min, lr, title, path, losses=None, loss_s
     return _finish(fig, notes, path)
 
 
+def plot_edge_of_stability(runs, title, path):
+    """λ_max against epoch for runs at several learning rates, each beside its own 2/lr line.
+
+    runs: list of (steps (K,), lam_max (K,), lr, label). Under full-batch gradient descent
+    λ_max rises towards 2/lr and hovers there (Cohen et al. 2021); a 2/lr line far above every
+    curve is named in a note instead of squashing the curves.
+    """
+    fig = _new_figure("curvature")
+    ax = fig.add_subplot()
+    top = max((np.nanmax(np.where(np.isfinite(lam), lam, np.nan)) for _, lam, _, _ in runs
+               if np.isfinite(lam).any()), default=1.0)
+    ceiling, off_scale = 1.35 * top, []
+    for k, (steps, lam_max, lr, label) in enumerate(runs):
+        colour = RUN_COLOURS[k % len(RUN_COLOURS)]
+        ax.plot(steps, lam_max, color=colour, lw=1.8, label=f"{label}: λ_max")
+        if 2.0 / lr <= ceiling:
+            ax.axhline(2.0 / lr, color=colour, ls="--", lw=1.2, label=f"{label}: 2/lr = {2.0 / lr:.3g}")
+        else:
+            off_scale.append(f"{label}: 2/lr = {2.0 / lr:.3g}")
+    ax.set_ylim(0, ceiling)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("λ_max of the Hessian (sharpness)")
+    ax.grid(alpha=0.3)
+    _legend_below(ax, ax.get_legend_handles_labels()[0], ncol=2)
+    ax.set_title(title)
+    notes = [f"above the plotted range: {', '.join(off_scale)}"] if off_scale else []
+    return _finish(fig, notes + ["dashed: 2/lr, the sharpness at which gradient descent stops being stable "
+                                 "on a quadratic (Cohen et al. 2021)"], path)
+
+
 def plot_pca_vs_isomap(pca, isomap, losses, points_per_run, trust_pca, trust_isomap, title, path):
     """The same checkpoints (all runs, stacked) embedded by PCA and by Isomap, coloured by loss.
 

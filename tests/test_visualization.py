@@ -201,6 +201,19 @@ def test_curvature_edge_of_stability_line_or_off_scale_note(tmp_path, captured):
     assert top.get_ylim()[1] < 10  # 2/lr = 40 does not squash λ_max (at most 3.7) to the bottom
 
 
+def test_edge_of_stability_draws_each_2_over_lr_in_range_and_names_the_rest(tmp_path, captured):
+    steps = np.arange(20)
+    runs = [(steps, 0.8 + 0.01 * steps, 2.0, "lr=2"), (steps, 0.5 + 0 * steps, 0.1, "lr=0.1"),
+            (steps, np.r_[0.9, np.full(19, np.nan)], 1.0, "lr=1 (diverged)")]
+    out = vis.plot_edge_of_stability(runs, "sharpness", tmp_path / "eos.png")
+    assert_real_png(out, "curvature")
+    ax = captured[0].axes[0]
+    dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert [float(line.get_ydata()[0]) for line in dashed] == [1.0]  # only 2/2.0 lies within 1.35 x max λ
+    assert ax.get_ylim()[1] == pytest.approx(1.35 * 0.99)
+    assert "lr=0.1: 2/lr = 20" in captured[0].get_supxlabel()
+
+
 def test_pca_vs_isomap_with_a_non_finite_loss(tmp_path):
     rng = np.random.default_rng(0)
     pca, iso = rng.normal(size=(20, 2)), rng.normal(size=(20, 2))
