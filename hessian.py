@@ -105,11 +105,24 @@ def eigen_extremes(fm, X, y, theta, method: str = "auto", tol: float | None = No
     method = resolve_method(method, fm.dim)
     theta = theta.detach()
     if method == "exact":
-        eig = torch.linalg.eigvalsh(hessian_matrix(fm, X, y, theta))
+        eig = _symmetric_eigenvalues(hessian_matrix(fm, X, y, theta))
         return float(eig[0]), float(eig[-1]), 0 if has_closed_form(fm) else fm.dim
     if method == "lanczos":
         return _lanczos(fm, X, y, theta, tol if tol is not None else 1e-6, seed)
     return _power(fm, X, y, theta, tol if tol is not None else 1e-7, seed)
+
+
+def _symmetric_eigenvalues(H: torch.Tensor) -> torch.Tensor:
+    """Ascending eigenvalues; NaN where the Hessian itself is not finite (a run that blew up).
+
+    float32 eigh can fail on the near-singular Hessians of saturated networks; float64 does not.
+    """
+    if not torch.isfinite(H).all():
+        return torch.full((2,), float("nan"))
+    try:
+        return torch.linalg.eigvalsh(H)
+    except torch.linalg.LinAlgError:
+        return torch.linalg.eigvalsh(H.double().cpu())
 
 
 def resolve_method(method: str, dim: int) -> str:

@@ -85,7 +85,8 @@ def train_all(cfg, data, device) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         for kind, seed in tqdm(jobs, desc="training", unit="run", leave=False, disable=None):
-            run = train(model_factory(kind, data, cfg, device)(seed), data.X, data.y, spec, cfg.epochs,
+            run = train(model_factory(kind, data, cfg, device)(seed), data.X, data.y,
+                        dataclasses.replace(spec, label=f"{kind} seed {seed}"), cfg.epochs,
                         batch_size=cfg.batch_size, seed=seed)
             run.label = f"seed {seed}"
             runs[kind].append(run)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -51,10 +52,12 @@ def plane_numbers(scape: Landscape) -> dict:
 
 def curvature_numbers(c, lr: float) -> dict:
     lam_max, lam_min = np.asarray(c.lam_max), np.asarray(c.lam_min)
-    return {"lambda_max_start": float(lam_max[0]), "lambda_max_end": float(lam_max[-1]),
-            "lambda_max_peak": float(lam_max.max()), "lambda_min_lowest": float(lam_min.min()),
-            "lambda_min_end": float(lam_min[-1]), "edge_of_stability_2_over_lr": 2.0 / lr,
-            "checkpoints": len(lam_max)}
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():  # NaN where a run blew up
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {"lambda_max_start": float(lam_max[0]), "lambda_max_end": float(lam_max[-1]),
+                "lambda_max_peak": float(np.nanmax(lam_max)), "lambda_min_lowest": float(np.nanmin(lam_min)),
+                "lambda_min_end": float(lam_min[-1]), "edge_of_stability_2_over_lr": 2.0 / lr,
+                "checkpoints": len(lam_max)}
 
 
 def _finite(x):
@@ -165,8 +168,9 @@ def print_report(summary: dict, written: list, out) -> None:
     for kind, runs in summary["runs"].items():
         finals = np.array([r["final_loss"] for r in runs])
         accs = np.array([r["final_accuracy"] for r in runs])
-        print(f"  {kind:<16} final loss {finals.mean():.4f} ± {finals.std():.4f}   "
-              f"accuracy {accs.mean():.3f}   ({len(runs)} runs)")
+        diverged = sum(r["diverged"] for r in runs)
+        print(f"  {kind:<16} final loss {finals.mean():.4g} ± {finals.std():.2g}   accuracy {accs.mean():.3f}   "
+              f"({len(runs)} runs" + (f", {diverged} diverged)" if diverged else ")"))
     if "optimizers" in summary:
         print(f"\n  {'optimiser':<14}{'initial':>9}{'final':>9}{'improv.':>9}{'path':>8}{'straight':>10}{'effic.':>8}")
         for label, s in summary["optimizers"].items():
