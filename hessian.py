@@ -180,9 +180,13 @@ def _power_run(matvec, v, tol, max_iter):
     return lam, max_iter
 
 
-def curvature_along(fm, X, y, params: torch.Tensor, every: int = 1, method: str = "auto",
+def curvature_along(fm, X, y, trajectory, every: int = 1, method: str = "auto",
                     progress: bool = True) -> Curvature:
-    """lambda_max and lambda_min at every `every`-th checkpoint of params (T, D), the last one always."""
+    """lambda_max and lambda_min at every `every`-th checkpoint, the last one always.
+
+    trajectory: a training.Trajectory or its params (T, D).
+    """
+    params = getattr(trajectory, "params", trajectory)
     if params.ndim != 2 or params.shape[0] == 0:
         raise ValueError(f"params must be a non-empty (T, D) matrix, got shape {tuple(params.shape)}")
     indices = np.unique(np.r_[np.arange(0, len(params), max(1, every)), len(params) - 1])

@@ -18,7 +18,7 @@ from data import make_dataset
 from gradients import plane_gradients
 from loss_surface import Surface, evaluate_points, evaluate_surface, grid_for, interpolate_line
 from models import FlatModel, build_model
-from outputs import output_path, write_json
+from outputs import output_path, remove_partial_files, write_json
 from report import print_report, summarize, write_animations, write_figures, write_pages
 from projection import (isomap_embedding, joint_pca_plane, pca_embedding, project,
                         trustworthiness_score)
@@ -188,6 +188,7 @@ def run_pipeline(cfg: config.Config) -> dict:
     """Every stage in order; returns the summary that is also written to summary.json."""
     stages, out = Stages(), cfg.output_dir
     device = resolve_device(cfg.device)
+    remove_partial_files(out)
     torch.manual_seed(0)  # nothing should draw from it; fixed so an accidental draw is at least repeatable
     # 1. data and training
     data = stages.run("data", lambda: make_dataset(cfg.dataset, cfg.n_samples, cfg.n_features, cfg.noise,

@@ -8,6 +8,17 @@ import tempfile
 from pathlib import Path
 
 
+TEMP_PREFIX = ".partial-"  # names of files still being written
+
+
+def remove_partial_files(out_dir) -> int:
+    """Delete what a killed run left half-written (a kill -9 skips the clean-up), so a new run starts clean."""
+    stale = list(Path(out_dir).glob(f"{TEMP_PREFIX}*")) + list(Path(out_dir).glob(f"*/{TEMP_PREFIX}*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 def output_path(out_dir, name: str) -> Path:
     """The path of output `name` (e.g. "mlp_3d.png") in out_dir: names are short and stable."""
     return Path(out_dir) / name
@@ -22,7 +33,7 @@ def atomic_path(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
