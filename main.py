@@ -207,7 +207,7 @@ def run_pipeline(cfg: config.Config) -> dict:
     written = stages.run("figures", write_figures, out, results)
     if wants(cfg, "gifs"):
         written += stages.run("animations", write_animations, out, results)
-    summary = summarize(cfg, data, runs, scapes, curvature, embeddings, stages.seconds)
+    summary = summarize(results, data, stages.seconds)
     if wants(cfg, "html"):
         written += stages.run("html", write_pages, out, results, summary)
     summary["timings_s"]["total"] = round(sum(stages.seconds.values()), 3)

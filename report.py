@@ -10,8 +10,10 @@ from config import wants
 from training import path_statistics
 
 
-def summarize(cfg, data, runs, scapes, curvature, embeddings, timings) -> dict:
+def summarize(results: dict, data, timings: dict) -> dict:
     """The run's numbers, as defined in the README: every value finite or null."""
+    cfg, runs, scapes, curvature, embeddings = (results[k] for k in ("cfg", "runs", "scapes", "curvature",
+                                                                     "embeddings"))
     summary = {"config": dataclasses.asdict(cfg), "dataset": {"name": data.name, "n_samples": len(data.y),
                                                              "n_features": data.n_features}}
     summary["runs"] = {kind: [{"label": r.label, "initial_loss": float(r.losses[0]),
@@ -34,6 +36,7 @@ def summarize(cfg, data, runs, scapes, curvature, embeddings, timings) -> dict:
     if embeddings:
         summary["embeddings"] = {"trustworthiness_pca": embeddings["trust_pca"],
                                  "trustworthiness_isomap": embeddings["trust_isomap"]}
+    summary["gifs"] = results.get("gifs", {})
     summary["timings_s"] = timings
     return _clean(summary)
 
@@ -148,7 +151,26 @@ def write_figures(out, results) -> list:
 
 
 def write_animations(out, results) -> list:
-    return []
+    """The two descent GIFs and the optimiser race; seconds per frame go to results["gifs"]."""
+    import animations
+    from outputs import output_path
+    cfg, scapes, infos = results["cfg"], results["scapes"], []
+    for kind in ("logistic", "mlp"):
+        p = scapes[kind].paths[0]
+        infos.append(animations.descent_gif(
+            scapes[kind].surface, p.coords, p.surface_loss, _np(p.run.losses), _np(p.run.steps),
+            output_path(out, f"{kind}_descent.gif"), f"{MODEL_TITLES[kind]}: gradient descent, lr {cfg.lr:g}",
+            n_frames=cfg.gif_frames, frame_ms=cfg.gif_frame_ms))
+    if "optimizers" in scapes:
+        runs = [(p.coords, _np(p.run.losses), p.run.label) for p in scapes["optimizers"].paths]
+        infos.append(animations.optimizer_race_gif(scapes["optimizers"].surface, runs,
+                                                   output_path(out, "optimizer_race.gif"),
+                                                   "MLP: optimisers from one initialisation",
+                                                   n_frames=cfg.gif_frames, frame_ms=cfg.gif_frame_ms))
+    results["gifs"] = {info.path.name: {"frames": info.n_frames, "seconds": round(info.seconds, 3),
+                                        "seconds_per_frame": round(info.seconds_per_frame, 4), "bytes": info.bytes}
+                       for info in infos}
+    return [info.path for info in infos]
 
 
 def write_pages(out, results, summary) -> list:
