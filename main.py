@@ -98,7 +98,7 @@ def train_all(cfg, data, device) -> dict:
             "lr_sensitivity": [OptimizerSpec(f"SGD lr={lr:g}", "sgd", lr) for lr in cfg.lr_list],
         }
         for name, specs in studies.items():
-            if wants(cfg, name):
+            if wants(cfg, name) or (name == "optimizers" and (wants(cfg, "gifs") or wants(cfg, "html"))):
                 runs[name] = train_optimizers(reference, data.X, data.y, specs, cfg.epochs,
                                               batch_size=cfg.batch_size, seed=cfg.seed_list[0])
     for w in caught:
@@ -130,7 +130,7 @@ def compute_landscapes(cfg, data, runs, device) -> dict:
     scapes = {}
     for kind in ("logistic", "mlp"):
         scapes[kind] = build_landscape(fm[kind], data, runs[kind][:1], cfg, with_grads=True)
-    if wants(cfg, "multi_seed") and len(runs["mlp"]) > 1:
+    if (wants(cfg, "multi_seed") or wants(cfg, "html")) and len(runs["mlp"]) > 1:
         scapes["multi_seed"] = build_landscape(fm["mlp"], data, runs["mlp"], cfg)
     for study in ("optimizers", "lr_sensitivity"):
         if study in runs:
@@ -209,8 +209,8 @@ def run_pipeline(cfg: config.Config) -> dict:
         written += stages.run("animations", write_animations, out, results)
     summary = summarize(results, data, stages.seconds)
     if wants(cfg, "html"):
-        written += stages.run("html", write_pages, out, results, summary)
-    summary["timings_s"]["total"] = round(sum(stages.seconds.values()), 3)
+        written += stages.run("html", write_pages, out, results, written, summary)
+    summary["timings_s"] = {**stages.seconds, "total": round(sum(stages.seconds.values()), 3)}
     write_json(output_path(out, "summary.json"), summary)
     print_report(summary, written, out)
     return summary

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -116,7 +117,7 @@ def write_figures(out, results) -> list:
                    "optimizers": ("optimizer_comparison.png", "MLP: optimisers from one initialisation", True),
                    "lr_sensitivity": ("lr_sensitivity.png", "MLP: SGD at several learning rates", None)}
     for name, (filename, title, log_curves) in comparisons.items():
-        if name in scapes:
+        if name in scapes and wants(cfg, name):
             residual = np.concatenate([p.residual for p in scapes[name].paths])
             written.append(vis.plot_runs(scapes[name].surface, plane_paths(scapes[name]), title,
                                          output_path(out, filename), residual=residual, log_curves=log_curves))
@@ -173,8 +174,73 @@ def write_animations(out, results) -> list:
     return [info.path for info in infos]
 
 
-def write_pages(out, results, summary) -> list:
-    return []
+CAPTIONS = {
+    "logistic_3d.png": "logistic regression: loss surface on the PCA plane, the path on it, downhill arrows",
+    "mlp_3d.png": "MLP: loss surface on the PCA plane, the path on it, downhill arrows",
+    "logistic_contour.png": "logistic regression: contours, path and -gradient arrows",
+    "mlp_contour.png": "MLP: contours, path and -gradient arrows",
+    "mlp_multi_seed.png": "MLP: every seed's path on one shared plane, and the loss curves",
+    "mlp_curvature.png": "MLP: Hessian λmax and λmin along the path, beside the loss",
+    "edge_of_stability.png": "MLP: sharpness λmax at several learning rates, each against its 2/lr",
+    "mlp_pca_vs_isomap.png": "MLP checkpoints of all seeds embedded by PCA and by Isomap",
+    "optimizer_comparison.png": "SGD, SGD+momentum and Adam from one initialisation",
+    "lr_sensitivity.png": "SGD at several learning rates on one plane",
+    "interpolation_1d.png": "loss along the straight line from the initial to the final weights",
+    "mlp_eigen_ratio.png": "MLP: convexity map |λmin/λmax| over the plane",
+    "logistic_descent.gif": "logistic regression: gradient descent step by step",
+    "mlp_descent.gif": "MLP: gradient descent step by step",
+    "optimizer_race.gif": "optimisers racing on their shared plane",
+    "logistic_3d.html": "logistic regression: rotate, zoom, hover, epoch slider",
+    "mlp_3d.html": "MLP: rotate, zoom, hover, epoch slider",
+    "mlp_multi_seed.html": "every seed on one surface; click the legend to toggle runs",
+    "optimizer_comparison.html": "the three optimisers on one surface; click the legend to toggle",
+}
+
+
+def write_pages(out, results, written, summary) -> list:
+    """The interactive pages and index.html, which shows every file written before it."""
+    import interactive_plots as ip
+    from outputs import output_path
+    cfg, scapes, curvature, pages = results["cfg"], results["scapes"], results["curvature"], []
+    for kind in ("logistic", "mlp"):
+        p, c = scapes[kind].paths[0], curvature.get(kind)
+        pages.append(ip.surface_page(
+            scapes[kind].surface, p.coords, p.surface_loss, _np(p.run.losses), _np(p.run.accuracies),
+            _np(p.run.steps), output_path(out, f"{kind}_3d.html"),
+            f"{MODEL_TITLES[kind]}: gradient descent on the PCA plane (lr {cfg.lr:g})",
+            lam_max=None if c is None else c.lam_max, lam_steps=None if c is None else _np(p.run.steps)[c.indices]))
+    for name, filename, title in (("multi_seed", "mlp_multi_seed.html", "MLP: every seed on one plane"),
+                                  ("optimizers", "optimizer_comparison.html", "MLP: optimisers from one start")):
+        if name in scapes:
+            runs = [(p.coords, p.surface_loss, _np(p.run.losses), p.run.label) for p in scapes[name].paths]
+            pages.append(ip.runs_page(scapes[name].surface, runs, output_path(out, filename), title))
+    files = [Path(f).name for f in written]
+    caption = lambda names: [(n, CAPTIONS.get(n, "")) for n in names]  # noqa: E731
+    index = ip.index_page(
+        output_path(out, "index.html"), "Loss landscape of this run",
+        f"{summary['dataset']['name']} data, {summary['dataset']['n_samples']} samples; "
+        f"{len(cfg.seed_list)} seeds, {cfg.epochs} epochs, lr {cfg.lr:g}; every stage in "
+        f"{sum(summary['timings_s'].values()):.1f} s",
+        caption([n for n in files if n.endswith(".png")]), caption([n for n in files if n.endswith(".gif")]),
+        caption([Path(p).name for p in pages]), index_numbers(summary), summary["config"])
+    return pages + [index]
+
+
+def index_numbers(summary: dict) -> dict:
+    """The tables of index.html, read from summary.json's numbers."""
+    numbers = {"final training loss (mean over seeds)": [
+        (kind, float(np.mean([r["final_loss"] for r in runs]))) for kind, runs in summary["runs"].items()]}
+    numbers["planes: explained variance, mean residual"] = [
+        (name, f"{' + '.join(f'{100 * e:.1f}%' for e in p['explained_variance'] if e is not None)}; "
+               f"{100 * p['residual_mean']:.1f}%") for name, p in summary["planes"].items()]
+    numbers["curvature (seed 0)"] = [(f"{kind} {key}", value) for kind in ("mlp", "logistic")
+                                     for key, value in summary.get("curvature", {}).get(kind, {}).items()
+                                     if key.startswith("lambda")]
+    if "optimizers" in summary:
+        numbers["optimisers: final loss, efficiency"] = [
+            (label, f"{s['final_loss']:.4f}; {s['efficiency']:.2f}") for label, s in summary["optimizers"].items()]
+    numbers["timings (s)"] = list(summary["timings_s"].items())
+    return {title: rows for title, rows in numbers.items() if rows}
 
 
 def _np(tensor) -> np.ndarray:

@@ -1,0 +1,85 @@
+"""Interactive pages without a browser: structure, offline assets, slider frames, hover text, size."""
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+import torch
+
+import interactive_plots as ip
+from loss_surface import Surface
+from projection import Plane
+
+
+@pytest.fixture
+def scene():
+    alphas, betas = np.linspace(-1, 1, 12), np.linspace(-0.5, 0.5, 9)
+    aa, bb = np.meshgrid(alphas, betas)
+    plane = Plane(torch.zeros(3), torch.tensor([1.0, 0, 0]), torch.tensor([0, 1.0, 0]), "pca", (0.9, 0.05))
+    surface = Surface(alphas, betas, 0.3 + aa ** 2 + 3 * bb ** 2, np.ones_like(aa), plane)
+    t = np.linspace(0, 1, 21)
+    coords = np.stack([-0.9 + 0.9 * t, 0.4 * (1 - t)], axis=1)
+    drawn = 0.3 + coords[:, 0] ** 2 + 3 * coords[:, 1] ** 2
+    return surface, coords, drawn, drawn + 0.01, np.linspace(0.5, 0.9, 21), np.arange(21)
+
+
+class Sources(HTMLParser):
+    """Every src and href of a page (the parser also proves the page parses)."""
+
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        self.links += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+def links_of(path):
+    parser = Sources()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser.links
+
+
+def test_surface_figure_animates_only_the_marker_and_hovers_the_numbers(scene):
+    surface, coords, drawn, true, acc, steps = scene
+    lam = np.linspace(2.0, 1.0, 11)
+    fig = ip.surface_figure(surface, coords, drawn, true, acc, steps, "t", lam_max=lam, lam_steps=steps[::2])
+    assert [trace.type for trace in fig.data] == ["surface", "scatter3d", "scatter3d", "scatter3d"]
+    assert len(fig.frames) == 21 and all(frame.traces == (3,) for frame in fig.frames)
+    assert [frame.name for frame in fig.frames] == [str(s) for s in steps]
+    assert fig.frames[5].data[0].x[0] == pytest.approx(coords[5, 0])
+    hover = fig.data[1].text
+    assert "epoch 4" in hover[4] and f"loss {true[4]:.4f}" in hover[4] and f"surface loss {drawn[4]:.4f}" in hover[4]
+    assert f"λmax {lam[2]:.4f}" in hover[4] and "λmax" not in hover[5]  # eigenvalues at every 2nd checkpoint
+    assert fig.layout.sliders[0].active == 20 and len(fig.layout.sliders[0].steps) == 21
+
+
+def test_pages_are_offline_small_and_share_one_script(scene, tmp_path):
+    surface, coords, drawn, true, acc, steps = scene
+    first = ip.surface_page(surface, coords, drawn, true, acc, steps, tmp_path / "mlp_3d.html", "mlp")
+    asset = next((tmp_path / "assets").glob("plotly-*.min.js"))
+    stamp = asset.stat().st_mtime_ns
+    second = ip.runs_page(surface, [(coords, drawn, true, "SGD"), (coords[::-1], drawn[::-1], true, "Adam")],
+                          tmp_path / "runs.html", "runs")
+    assert asset.stat().st_mtime_ns == stamp  # written once, then reused
+    for page in (first, second):
+        links = links_of(page)
+        assert f"assets/{asset.name}" in links
+        assert not [link for link in links if re.match(r"https?:", link)]
+        assert page.stat().st_size < 1_000_000
+    text = second.read_text()
+    assert '"legendgroup":"SGD"' in text and '"legendgroup":"Adam"' in text
+
+
+def test_index_page_shows_every_file_and_number(tmp_path):
+    images, gifs = [("a.png", "first"), ("b.png", "second")], [("c.gif", "moving")]
+    pages = [("mlp_3d.html", "3d")]
+    numbers = {"final loss": [("mlp", 0.123456), ("logistic", 0.5)], "timings (s)": [("training", 1.5)]}
+    index = ip.index_page(tmp_path / "index.html", "title", "subtitle", images, gifs, pages, numbers,
+                          {"epochs": 100, "seed_list": [0, 1]})
+    links = links_of(index)
+    for name in ("a.png", "b.png", "c.gif", "mlp_3d.html"):
+        assert name in links
+    text = index.read_text()
+    assert "0.1235" in text and "training" in text and "0, 1" in text and "<script" not in text
+    assert not [link for link in links if re.match(r"https?:", link)]
