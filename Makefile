@@ -24,7 +24,7 @@ bench: $(VENV)/.installed
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 # The README's gallery: committed copies under docs/, regenerated from a full default run.
-GALLERY := mlp_3d.png mlp_contour.png optimizer_comparison.png mlp_curvature.png mlp_pca_vs_isomap.png \
+GALLERY := mlp_3d.png mlp_contour.png optimizer_comparison.png edge_of_stability.png mlp_pca_vs_isomap.png \
            interpolation_1d.png mlp_descent.gif optimizer_race.gif
 gallery: $(VENV)/.installed
 	$(PY) main.py --output_dir=build/gallery $(ARGS)
