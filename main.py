@@ -45,6 +45,7 @@ class PathOnPlane:
 
 @dataclass
 class Landscape:
+    """One plane's surface and every run drawn on it."""
     surface: Surface
     paths: list
 

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from config import wants
 from training import path_statistics
@@ -155,19 +156,19 @@ def write_animations(out, results) -> list:
     """The two descent GIFs and the optimiser race; seconds per frame go to results["gifs"]."""
     import animations
     from outputs import output_path
-    cfg, scapes, infos = results["cfg"], results["scapes"], []
-    for kind in ("logistic", "mlp"):
-        p = scapes[kind].paths[0]
-        infos.append(animations.descent_gif(
-            scapes[kind].surface, p.coords, p.surface_loss, _np(p.run.losses), _np(p.run.steps),
-            output_path(out, f"{kind}_descent.gif"), f"{MODEL_TITLES[kind]}: gradient descent, lr {cfg.lr:g}",
-            n_frames=cfg.gif_frames, frame_ms=cfg.gif_frame_ms))
+    cfg, scapes = results["cfg"], results["scapes"]
+    frames = dict(n_frames=cfg.gif_frames, frame_ms=cfg.gif_frame_ms)
+    jobs = [lambda kind=kind: animations.descent_gif(
+        scapes[kind].surface, scapes[kind].paths[0].coords, scapes[kind].paths[0].surface_loss,
+        _np(scapes[kind].paths[0].run.losses), _np(scapes[kind].paths[0].run.steps),
+        output_path(out, f"{kind}_descent.gif"), f"{MODEL_TITLES[kind]}: gradient descent, lr {cfg.lr:g}", **frames)
+        for kind in ("logistic", "mlp")]
     if "optimizers" in scapes:
         runs = [(p.coords, _np(p.run.losses), p.run.label) for p in scapes["optimizers"].paths]
-        infos.append(animations.optimizer_race_gif(scapes["optimizers"].surface, runs,
-                                                   output_path(out, "optimizer_race.gif"),
-                                                   "MLP: optimisers from one initialisation",
-                                                   n_frames=cfg.gif_frames, frame_ms=cfg.gif_frame_ms))
+        jobs.append(lambda: animations.optimizer_race_gif(scapes["optimizers"].surface, runs,
+                                                          output_path(out, "optimizer_race.gif"),
+                                                          "MLP: optimisers from one initialisation", **frames))
+    infos = [job() for job in tqdm(jobs, desc="animations", unit="gif", leave=False, disable=None)]
     results["gifs"] = {info.path.name: {"frames": info.n_frames, "seconds": round(info.seconds, 3),
                                         "seconds_per_frame": round(info.seconds_per_frame, 4), "bytes": info.bytes}
                        for info in infos}
