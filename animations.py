@@ -22,6 +22,7 @@ from visualization import CONTOUR_COLOURS, contour_levels, finite_prefix, view_a
 
 FIGSIZE, DPI = (6.4, 4.8), 100  # 640 x 480 frames keep a 60-frame GIF well under 3 MB
 ROTATION = 70  # degrees the camera turns over one GIF: slow enough to follow the path
+ACCENTS = [(0xD5, 0x5E, 0x00), (255, 255, 255), (0, 0, 0), (0xE6, 0x9F, 0x00), (0x56, 0xB4, 0xE9), (0xCC, 0x79, 0xA7)]
 PALETTE_SIZE = 128  # colours shared by all frames: smooth enough for viridis, half the bytes of 256
 SURFACE_FACETS = 25  # at most this many facets per axis: smooth enough, and large flat areas compress well
 
@@ -167,6 +168,8 @@ def _grab(fig) -> np.ndarray:
 def _write_gif(frames, path, frame_ms, start) -> GifInfo:
     """One adaptive palette for every frame (no flicker, small file), looping forever, written atomically."""
     sample = np.concatenate(frames[:: max(1, len(frames) // 6)], axis=0)
+    accents = np.repeat(np.array(ACCENTS, np.uint8)[:, None, :], sample.shape[1], axis=1).repeat(40, axis=0)
+    sample = np.concatenate([sample, accents])  # small markers keep their exact colours in the palette
     palette = Image.fromarray(sample).quantize(colors=PALETTE_SIZE, method=Image.Quantize.MEDIANCUT)
     indexed = [np.asarray(Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE).convert("RGB"))
                for f in frames]
