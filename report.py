@@ -43,7 +43,8 @@ def summarize(results: dict, data, timings: dict) -> dict:
     return _clean(summary)
 
 
-def plane_numbers(scape: Landscape) -> dict:
+def plane_numbers(scape) -> dict:
+    """Explained variance, residuals and the surface-vs-recorded gap of one main.Landscape."""
     plane, paths = scape.surface.plane, scape.paths
     gaps = np.concatenate([np.abs(p.surface_loss - p.run.losses.cpu().numpy()) for p in paths])
     residuals = np.concatenate([p.residual for p in paths])

@@ -9,25 +9,14 @@ matplotlib.use("Agg")  # files only: never opens a window, works without a displ
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib import colors, patheffects, ticker  # noqa: E402
+from matplotlib import colors, ticker  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from outputs import atomic_path  # noqa: E402
-
-DPI = 150
-FIGSIZES = {"surface_3d": (8.5, 7.5), "contour": (8, 7), "comparison": (14, 6.5), "curvature": (9, 7),
-            "embeddings": (13, 6), "interpolation": (12, 5.5), "eigen_ratio": (8, 7)}  # inches
-# Okabe-Ito colours (colour-blind safe); yellow left out of the run colours: it vanishes on light grey
-RUN_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
-CONTOUR_COLOURS = ["white", "#E69F00", "#56B4E9", "#CC79A7", "#009E73", "#D55E00"]  # light ones read on viridis
-LINESTYLES = ["-", "--", ":"]  # after seven runs the colours repeat with the next line style
-ARROW_COLOUR = "#E69F00"  # orange with a dark edge: stands out from white paths and from viridis
-START = dict(marker="o", ms=9, mfc="white", mec="black", mew=1.5, ls="none")
-END = dict(marker="*", ms=17, mec="black", mew=1.0, ls="none")
-WHITE_EDGE = [patheffects.withStroke(linewidth=3.5, foreground="white")]
-BLACK_EDGE = [patheffects.withStroke(linewidth=3.5, foreground="black")]
-LOG_DECADES = 1.5  # values spanning more decades than this get log-spaced levels / a log axis
-CURVE_CAP = 20  # loss-curve axes stop at this multiple of the largest initial loss
+from plot_style import (  # noqa: E402
+    ARROW_COLOUR, BLACK_EDGE, CONTOUR_COLOURS, CURVE_CAP, END, LINESTYLES, RUN_COLOURS, START, WHITE_EDGE,
+    arrow_scale, contour_levels, draw_arrows, draw_background, draw_path, finish, finite_prefix, gap_note,
+    legend_below, loss_label, marker_handles, new_figure, nonfinite_note, residual_note, set_plain_log,
+    set_plane_axes, spread_indices, view_azimuth)
 
 
 @dataclass
@@ -38,187 +27,6 @@ class PlanePath:
     label: str
     diverged: bool = False  # training stopped at a non-finite loss after the last row
     steps: np.ndarray | None = None  # (T,) epoch of each checkpoint; None = 0, 1, ..., T-1
-
-
-# ---------------------------------------------------------------- pure helpers
-
-def save_figure(fig, path):
-    """Write fig as a PNG at DPI through a temporary file (atomic), close it, return the path."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=DPI, format="png")
-    plt.close(fig)
-    return path
-
-
-def contour_levels(values, n: int = 15, max_decades: float = LOG_DECADES):
-    """(levels, is_log): n increasing levels spanning the finite values, log-spaced when they are
-    positive and span more than max_decades decades (detail near the minimum survives)."""
-    values = np.asarray(values, dtype=float)
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return np.array([0.0, 1.0]), False
-    lo, hi = finite.min(), finite.max()
-    if hi - lo <= 1e-12 * max(1.0, abs(hi)):  # flat data: one band around the value
-        pad = 0.5 * abs(hi) or 0.5
-        return np.array([lo - pad, hi + pad]), False
-    is_log = bool(lo > 0 and np.log10(hi / lo) > max_decades)
-    levels = np.geomspace(lo, hi, n) if is_log else np.linspace(lo, hi, n)
-    levels[0], levels[-1] = lo, hi  # exact ends: contourf leaves values outside the levels blank
-    return levels, is_log
-
-
-def spread_indices(coords, n: int) -> np.ndarray:
-    """Up to n checkpoint indices spread evenly along the path's length (not its index), end excluded."""
-    coords = np.asarray(coords, dtype=float)
-    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(coords, axis=0), axis=1))])  # (T,)
-    if len(coords) < 2 or arc[-1] <= 0:
-        return np.array([0])
-    targets = np.linspace(0.0, arc[-1], n, endpoint=False)
-    return np.unique(np.minimum(np.searchsorted(arc, targets), len(coords) - 2))
-
-
-def view_azimuth(z, candidates=(-60, 30, 120, -150)) -> float:
-    """Azimuth (degrees) facing the lowest half of z (B, A; rows follow y): high walls stand at the
-    back, so the valley and the path in it are not hidden behind a ridge."""
-    z = np.asarray(z, dtype=float)
-    yy, xx = np.meshgrid(np.linspace(-1, 1, z.shape[0]), np.linspace(-1, 1, z.shape[1]), indexing="ij")
-
-    def near_mean(azim):
-        near = np.isfinite(z) & (xx * np.cos(np.radians(azim)) + yy * np.sin(np.radians(azim)) > 0)
-        return z[near].mean() if near.any() else np.inf
-
-    return float(min(candidates, key=near_mean))
-
-
-def finite_prefix(*arrays) -> int:
-    """Length of the longest leading run of rows that are finite in every array (a diverged tail is cut)."""
-    ok = np.ones(len(arrays[0]), dtype=bool)
-    for a in arrays:
-        a = np.asarray(a, dtype=float)
-        if a.size:
-            ok &= np.isfinite(a.reshape(len(a), -1)).all(axis=1)
-    return len(ok) if ok.all() else int(np.argmin(ok))
-
-
-def _nonfinite_note(values, what: str, action: str) -> list:
-    bad = int(np.size(values) - np.isfinite(values).sum())
-    return [f"{bad} of {np.size(values)} {what} non-finite: {action}"] if bad else []
-
-
-def _residual_note(residual) -> list:
-    r = np.asarray([] if residual is None else residual, dtype=float).ravel()
-    r = r[np.isfinite(r)]
-    return [f"off-plane residual of the checkpoints: mean {100 * r.mean():.1f}%, max {100 * r.max():.1f}%"] \
-        if r.size else []
-
-
-def _gap_note(surface_loss, true_losses) -> list:
-    """How far the drawn (in-plane) loss is from the recorded loss, at the end and at worst."""
-    gap = np.abs(surface_loss - true_losses)
-    if not np.isfinite(gap).any():
-        return []
-    worst = int(np.nanargmax(gap))
-    return [f"final loss: recorded {true_losses[-1]:.4g}, on the surface {surface_loss[-1]:.4g}; "
-            f"largest gap along the path {gap[worst]:.3g} (checkpoint {worst})"]
-
-
-def _loss_label(is_log: bool) -> str:
-    return "training loss (BCE)" + (", log scale" if is_log else "")
-
-
-# ---------------------------------------------------------------- drawing pieces
-
-def _new_figure(kind: str):
-    return plt.figure(figsize=FIGSIZES[kind], layout="constrained")  # fixed size: no bbox_inches="tight"
-
-
-def _finish(fig, notes, path):
-    """Caveats (residuals, masked values) as small grey lines under the figure, then save."""
-    if notes:
-        fig.supxlabel("\n".join(notes), fontsize=8, color="0.3", x=0.02, ha="left")
-    return save_figure(fig, path)
-
-
-def _legend_below(ax, handles, ncol: int = 2):
-    """A legend under the axes, so it never covers data."""
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=ncol, fontsize=9,
-              frameon=False)
-
-
-def _marker_handles() -> list:
-    return [Line2D([], [], **START, label="start (initial weights)"),
-            Line2D([], [], **END, mfc="0.6", label="end (final weights)")]
-
-
-def _draw_background(ax, surface, cmap: str = "viridis") -> list:
-    """Filled and line contours of the surface, non-finite cells hatched grey, a labelled colour bar."""
-    levels, is_log = contour_levels(surface.loss)
-    loss = np.ma.masked_invalid(surface.loss)  # (B, A): rows follow betas
-    norm = colors.LogNorm(levels[0], levels[-1]) if is_log else None
-    filled = ax.contourf(surface.alphas, surface.betas, loss, levels=levels, cmap=cmap, norm=norm)
-    ax.contour(surface.alphas, surface.betas, loss, levels=levels, colors="black", linewidths=0.4, alpha=0.35,
-               norm=norm)
-    ax.set_facecolor("0.85")  # masked cells show as hatched grey, never as a white "low" region
-    ax.patch.set_hatch("xx")
-    ax.patch.set_edgecolor("0.6")
-    bar = ax.figure.colorbar(filled, ax=ax, pad=0.02)
-    bar.set_label(_loss_label(is_log))
-    bar.locator = ticker.LogLocator(subs=(1, 2, 5)) if is_log else ticker.MaxNLocator(8)
-    bar.formatter = ticker.FormatStrFormatter("%.3g")
-    bar.update_ticks()
-    return _nonfinite_note(surface.loss, "surface values", "hatched grey")
-
-
-def _set_plane_axes(ax, alphas, betas, axis_labels) -> list:
-    """Plane axis labels, limits = the grid; equal scales unless the grid is very elongated."""
-    ax.set_xlabel(axis_labels[0])
-    ax.set_ylabel(axis_labels[1])
-    ax.set_xlim(alphas[0], alphas[-1])
-    ax.set_ylim(betas[0], betas[-1])
-    spans = np.ptp(alphas), np.ptp(betas)
-    if max(spans) <= 4 * min(spans):  # equal scales: arrows then cross the contours at right angles
-        ax.set_aspect("equal")
-        return []
-    return ["x and y scales differ: arrows are not drawn perpendicular to the contours"]
-
-
-def _draw_path(ax, coords, colour, label=None, outline=WHITE_EDGE, ls="-"):
-    """One path with start ○ and end ★; rows from the first non-finite one on are dropped."""
-    coords = np.asarray(coords, dtype=float)[:finite_prefix(coords)]
-    if len(coords) == 0:
-        return Line2D([], [], color=colour, ls=ls, label=label)
-    line, = ax.plot(coords[:, 0], coords[:, 1], color=colour, lw=2, ls=ls, label=label, path_effects=outline)
-    ax.plot(*coords[0], **START, zorder=5)
-    ax.plot(*coords[-1], **END, mfc=colour, zorder=6)
-    return line
-
-
-def _arrow_scale(surface, grads, fraction: float = 0.08) -> float:
-    """Plane units per gradient unit so that the longest arrow spans `fraction` of the grid."""
-    spans = np.array([np.ptp(surface.alphas), np.ptp(surface.betas)])
-    longest = np.linalg.norm(grads / spans, axis=1).max() if len(grads) else 0.0
-    return fraction / longest if longest > 0 else 0.0
-
-
-def _draw_arrows(ax, surface, coords, grads, n: int) -> bool:
-    """Arrows of -(g·u, g·v) at points spread along the path; False when there is nothing to draw."""
-    T = finite_prefix(coords, grads)
-    coords, grads = np.asarray(coords, float)[:T], np.asarray(grads, float)[:T]
-    idx = spread_indices(coords, n)
-    s = _arrow_scale(surface, grads[idx]) if T > 1 else 0.0
-    if s > 0:
-        ax.quiver(coords[idx, 0], coords[idx, 1], -grads[idx, 0], -grads[idx, 1], angles="xy", scale_units="xy",
-                  scale=1 / s, color=ARROW_COLOUR, edgecolor="black", linewidth=0.6, width=0.007, headwidth=3.5,
-                  zorder=4)
-    return s > 0
-
-
-def _set_plain_log(ax):
-    """Log y axis with ticks at 1, 2, 5 x 10^k labelled 0.2, 0.5, 1 rather than 2x10^-1."""
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
-    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 # ---------------------------------------------------------------- one path on a plane
@@ -233,7 +41,7 @@ def plot_surface_3d(surface, path_coords, path_surface_loss, true_losses, grad_a
     The z axis is log10(loss) when the surface spans more than LOG_DECADES decades; azim=None
     looks from the surface's low side (view_azimuth).
     """
-    fig = _new_figure("surface_3d")
+    fig = new_figure("surface_3d")
     ax = fig.add_subplot(projection="3d", computed_zorder=False)  # draw order as given: path above surface
     heights = np.r_[np.ravel(surface.loss), np.ravel(path_surface_loss), np.ravel(true_losses)]
     (lo, hi), is_log = contour_levels(heights, n=2)  # the path may dip below the grid's lowest point
@@ -264,15 +72,15 @@ def plot_surface_3d(surface, path_coords, path_surface_loss, true_losses, grad_a
     ax.view_init(elev=elev, azim=view_azimuth(z_grid) if azim is None else azim)
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
-    notes = _nonfinite_note(surface.loss, "surface values", "clipped to the largest finite value")
-    return _finish(fig, notes + _gap_note(on_surface, recorded) + _residual_note(residual), path)
+    notes = nonfinite_note(surface.loss, "surface values", "clipped to the largest finite value")
+    return finish(fig, notes + gap_note(on_surface, recorded) + residual_note(residual), path)
 
 
 def _draw_arrows_3d(ax, surface, coords, grads, z_path, surface_loss, is_log, n):
     """-gradient arrows tangent to the surface: in-plane step -s·g, height change -s·|g|² (chain rule)."""
     idx = spread_indices(coords, n)
     g = grads[idx]  # (K, 2)
-    s = _arrow_scale(surface, g, fraction=0.12)
+    s = arrow_scale(surface, g, fraction=0.12)
     if s == 0:
         return
     dz = -s * (g ** 2).sum(axis=1)
@@ -284,7 +92,7 @@ def _draw_arrows_3d(ax, surface, coords, grads, z_path, surface_loss, is_log, n)
 
 def _style_3d(ax, bar, surface, is_log, lo, hi):
     """Axis labels and ticks of the 3D view; log heights get round loss values as tick labels."""
-    bar.set_label(_loss_label(is_log))
+    bar.set_label(loss_label(is_log))
     if is_log:
         values = [v for v in ticker.LogLocator(subs=(1, 2, 5), numticks=8).tick_values(lo, hi) if lo <= v <= hi]
         for axis in (ax.zaxis, bar.ax.yaxis):
@@ -303,21 +111,21 @@ def plot_contour(surface, paths, grads, title, path, residual=None, n_arrows: in
     paths: list of (coords (T, 2), label). grads: None, (T, 2) for the first
     path, or a list with one (T, 2) array or None per path. residual: scalar or (T,) array.
     """
-    fig = _new_figure("contour")
+    fig = new_figure("contour")
     ax = fig.add_subplot()
-    notes = _draw_background(ax, surface)
-    notes += _set_plane_axes(ax, surface.alphas, surface.betas, surface.plane.axis_labels())
+    notes = draw_background(ax, surface)
+    notes += set_plane_axes(ax, surface.alphas, surface.betas, surface.plane.axis_labels())
     grads = list(grads) if isinstance(grads, (list, tuple)) else [grads] + [None] * (len(paths) - 1)
     handles, arrows = [], False
     for k, ((coords, label), g) in enumerate(zip(paths, grads)):
-        handles.append(_draw_path(ax, coords, CONTOUR_COLOURS[k % len(CONTOUR_COLOURS)], label, BLACK_EDGE))
-        arrows = (g is not None and _draw_arrows(ax, surface, coords, g, n_arrows)) or arrows
+        handles.append(draw_path(ax, coords, CONTOUR_COLOURS[k % len(CONTOUR_COLOURS)], label, BLACK_EDGE))
+        arrows = (g is not None and draw_arrows(ax, surface, coords, g, n_arrows)) or arrows
     if arrows:
         handles.append(Line2D([], [], color=ARROW_COLOUR, marker=">", mec="black", ls="none", ms=9,
                               label="−gradient, −(g·u, g·v)"))
-    _legend_below(ax, handles + _marker_handles())
+    legend_below(ax, handles + marker_handles())
     ax.set_title(title)
-    return _finish(fig, notes + _residual_note(residual), path)
+    return finish(fig, notes + residual_note(residual), path)
 
 
 # ---------------------------------------------------------------- several runs on one plane
@@ -329,10 +137,10 @@ def plot_runs(surface, runs, title, path, residual=None, log_curves=None):
     Each end ★ marks that run's minimum; a diverged run ends at ✕ and says so in the legend.
     log_curves: True = log loss axis, None = log only when the losses span many decades.
     """
-    fig = _new_figure("comparison")
+    fig = new_figure("comparison")
     plane_ax, curve_ax = fig.subplots(1, 2, width_ratios=[1.2, 1])
-    notes = _draw_background(plane_ax, surface, cmap="Greys")
-    notes += _set_plane_axes(plane_ax, surface.alphas, surface.betas, surface.plane.axis_labels())
+    notes = draw_background(plane_ax, surface, cmap="Greys")
+    notes += set_plane_axes(plane_ax, surface.alphas, surface.betas, surface.plane.axis_labels())
     firsts = np.array([np.asarray(run.losses, float)[0] for run in runs])
     cap = CURVE_CAP * np.max(firsts[np.isfinite(firsts)], initial=1e-12)
     low, high = (surface.alphas.min(), surface.betas.min()), (surface.alphas.max(), surface.betas.max())
@@ -347,12 +155,12 @@ def plot_runs(surface, runs, title, path, residual=None, log_curves=None):
     notes += ["partly outside the plotted grid: " + ", ".join(outside)] if outside else []
     diverged = [Line2D([], [], marker="X", color="0.5", mec="black", ms=10, ls="none",
                        label="last finite checkpoint (diverged)")] if any(h.diverged for h in handles) else []
-    _legend_below(plane_ax, _marker_handles() + diverged)
+    legend_below(plane_ax, marker_handles() + diverged)
     plane_ax.set_title("paths on the shared plane")
     notes += _style_curves(curve_ax, handles, log_curves, cap)
     fig.suptitle(title)
     fig.get_layout_engine().set(wspace=0.06)  # keeps the colour bar's label clear of the curve panel
-    return _finish(fig, notes + _residual_note(residual), path)
+    return finish(fig, notes + residual_note(residual), path)
 
 
 def _draw_run(plane_ax, curve_ax, run, style, cap):
@@ -364,7 +172,7 @@ def _draw_run(plane_ax, curve_ax, run, style, cap):
     label = run.label
     if diverged:
         label += f" (diverged after epoch {steps[-1]:g})" if T else " (diverged at once)"
-    _draw_path(plane_ax, coords, style["color"], None, WHITE_EDGE, style["ls"])
+    draw_path(plane_ax, coords, style["color"], None, WHITE_EDGE, style["ls"])
     handle = curve_ax.plot(steps, losses, lw=1.8, label=label, **style)[0]
     handle.diverged = diverged
     if diverged and T:
@@ -388,7 +196,7 @@ def _style_curves(ax, handles, log_curves, cap) -> list:
     blows up is cut at cap so the other curves keep their detail."""
     values = np.concatenate([np.minimum(h.get_ydata(), cap) for h in handles])
     if log_curves or (log_curves is None and contour_levels(values)[1]):
-        _set_plain_log(ax)
+        set_plain_log(ax)
     notes = []
     if values.size and max(np.max(h.get_ydata(), initial=0) for h in handles) > cap:
         is_log = ax.get_yscale() == "log"
@@ -396,10 +204,10 @@ def _style_curves(ax, handles, log_curves, cap) -> list:
         notes.append(f"loss axis cut at {cap:.3g} ({CURVE_CAP}x the initial loss): "
                      "larger losses run off the top")
     ax.set_xlabel("epoch")
-    ax.set_ylabel(_loss_label(ax.get_yscale() == "log"))
+    ax.set_ylabel(loss_label(ax.get_yscale() == "log"))
     ax.set_title("recorded loss curves", pad=12)  # room for a ✕ on the top edge
     ax.grid(alpha=0.3)
-    _legend_below(ax, handles)
+    legend_below(ax, handles)
     return notes
 
 
@@ -409,11 +217,11 @@ def plot_curvature(steps, lam_max, lam_min, lr, title, path, losses=None, loss_s
     """Hessian extremes along a path: λ_max with the 2/lr line (Cohen et al. 2021) and the loss on a
     twin axis above, λ_min below. steps (K,) are the eigenvalues' epochs; losses share them unless
     loss_steps is given."""
-    fig = _new_figure("curvature")
+    fig = new_figure("curvature")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[1.5, 1])
     lam_max = np.asarray(lam_max, dtype=float)
-    notes = _nonfinite_note(lam_max, "λ_max values", "gaps")
-    notes += _nonfinite_note(lam_min, "λ_min values", "gaps")
+    notes = nonfinite_note(lam_max, "λ_max values", "gaps")
+    notes += nonfinite_note(lam_min, "λ_min values", "gaps")
     handles = top.plot(steps, lam_max, color="#0072B2", marker="o", ms=3, lw=1.8, label="λ_max (sharpness)")
     highest = np.max(lam_max[np.isfinite(lam_max)], initial=-np.inf)
     edge = 2.0 / lr
@@ -438,7 +246,7 @@ def plot_curvature(steps, lam_max, lam_min, lr, title, path, losses=None, loss_s
     top.grid(alpha=0.3)
     bottom.grid(alpha=0.3)
     fig.suptitle(title)
-    return _finish(fig, notes, path)
+    return finish(fig, notes, path)
 
 
 def plot_edge_of_stability(runs, title, path):
@@ -448,7 +256,7 @@ def plot_edge_of_stability(runs, title, path):
     λ_max rises towards 2/lr and hovers there (Cohen et al. 2021); a 2/lr line far above every
     curve is named in a note instead of squashing the curves.
     """
-    fig = _new_figure("curvature")
+    fig = new_figure("curvature")
     ax = fig.add_subplot()
     top = max((np.nanmax(np.where(np.isfinite(lam), lam, np.nan)) for _, lam, _, _ in runs
                if np.isfinite(lam).any()), default=1.0)
@@ -464,10 +272,10 @@ def plot_edge_of_stability(runs, title, path):
     ax.set_xlabel("epoch")
     ax.set_ylabel("λ_max of the Hessian (sharpness)")
     ax.grid(alpha=0.3)
-    _legend_below(ax, ax.get_legend_handles_labels()[0], ncol=2)
+    legend_below(ax, ax.get_legend_handles_labels()[0], ncol=2)
     ax.set_title(title)
     notes = [f"above the plotted range: {', '.join(off_scale)}"] if off_scale else []
-    return _finish(fig, notes + ["dashed: 2/lr, the sharpness at which gradient descent stops being stable "
+    return finish(fig, notes + ["dashed: 2/lr, the sharpness at which gradient descent stops being stable "
                                  "on a quadratic (Cohen et al. 2021)"], path)
 
 
@@ -476,7 +284,7 @@ def plot_pca_vs_isomap(pca, isomap, losses, points_per_run, trust_pca, trust_iso
 
     pca, isomap (N, 2); losses (N,); points_per_run: how many consecutive rows belong to each run.
     """
-    fig = _new_figure("embeddings")
+    fig = new_figure("embeddings")
     axes = fig.subplots(1, 2)
     losses = np.asarray(losses, dtype=float)
     (lo, hi), is_log = contour_levels(losses, n=2)
@@ -494,12 +302,12 @@ def plot_pca_vs_isomap(pca, isomap, losses, points_per_run, trust_pca, trust_iso
         ax.set_title(f"{name}: trustworthiness {trust:.3f}")
         ax.set_xlabel(f"{name} component 1")
         ax.set_ylabel(f"{name} component 2")
-    fig.colorbar(dots, ax=list(axes), pad=0.02).set_label(_loss_label(is_log))
+    fig.colorbar(dots, ax=list(axes), pad=0.02).set_label(loss_label(is_log))
     fig.legend(handles=[Line2D([], [], **dict(START, ms=6), label="initialisation of each run"),
                         Line2D([], [], color="0.55", lw=0.7, label="checkpoints of one run, in order")],
                loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     fig.suptitle(title)
-    return _finish(fig, _nonfinite_note(losses, "losses", "drawn as grey crosses"), path)
+    return finish(fig, nonfinite_note(losses, "losses", "drawn as grey crosses"), path)
 
 
 def plot_interpolation(ts, lines, title, path):
@@ -507,16 +315,16 @@ def plot_interpolation(ts, lines, title, path):
 
     lines: {label: (losses (P,), accuracies (P,))} over the same ts (P,).
     """
-    fig = _new_figure("interpolation")
+    fig = new_figure("interpolation")
     axes = np.atleast_1d(fig.subplots(1, len(lines)))
     ts, notes = np.asarray(ts, dtype=float), []
     for ax, (label, (loss, acc)) in zip(axes, lines.items()):
         loss = np.asarray(loss, dtype=float)
-        notes += _nonfinite_note(loss, f"{label} losses", "gaps in the line")
+        notes += nonfinite_note(loss, f"{label} losses", "gaps in the line")
         loss_line, = ax.plot(ts, np.where(np.isfinite(loss), loss, np.nan), color="#0072B2", lw=2,
                              label="training loss")
         if contour_levels(loss)[1]:
-            _set_plain_log(ax)
+            set_plain_log(ax)
         twin = ax.twinx()
         acc_line, = twin.plot(ts, acc, color="#D55E00", lw=1.6, ls="--", label="training accuracy")
         twin.set_ylim(0, 1.02)
@@ -531,7 +339,7 @@ def plot_interpolation(ts, lines, title, path):
         ax.grid(alpha=0.3)
     fig.legend(handles=[loss_line, acc_line], loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     fig.suptitle(title)
-    return _finish(fig, notes, path)
+    return finish(fig, notes, path)
 
 
 def plot_eigen_ratio(alphas, betas, ratio, path_coords, axis_labels, title, path, surface=None):
@@ -539,7 +347,7 @@ def plot_eigen_ratio(alphas, betas, ratio, path_coords, axis_labels, title, path
 
     axis_labels: plane.axis_labels(). surface (optional): its loss contours, for orientation.
     """
-    fig = _new_figure("eigen_ratio")
+    fig = new_figure("eigen_ratio")
     ax = fig.add_subplot()
     alphas, betas, ratio = (np.asarray(a, dtype=float) for a in (alphas, betas, ratio))
     top = np.max(ratio[np.isfinite(ratio)], initial=0.0)
@@ -547,18 +355,18 @@ def plot_eigen_ratio(alphas, betas, ratio, path_coords, axis_labels, title, path
     mesh = ax.pcolormesh(alphas, betas, np.ma.masked_invalid(ratio), cmap=cmap, vmin=0,
                          vmax=top if top > 0 else 1, shading="nearest")
     fig.colorbar(mesh, ax=ax, pad=0.02).set_label("|λ_min / λ_max|  (near 0: close to convex)")
-    handles = [_draw_path(ax, path_coords, "white", "training path", BLACK_EDGE)]
+    handles = [draw_path(ax, path_coords, "white", "training path", BLACK_EDGE)]
     if surface is not None:
         levels, is_log = contour_levels(surface.loss, n=10)
         ax.contour(surface.alphas, surface.betas, np.ma.masked_invalid(surface.loss), levels=levels,
                    colors="0.75", linewidths=0.7, norm=colors.LogNorm(levels[0], levels[-1]) if is_log else None)
         handles.append(Line2D([], [], color="0.75", lw=0.8, label="loss contours"))
-    notes = _nonfinite_note(ratio, "ratios", "light grey") + _set_plane_axes(ax, alphas, betas, axis_labels)
+    notes = nonfinite_note(ratio, "ratios", "light grey") + set_plane_axes(ax, alphas, betas, axis_labels)
     ax.set_xlim(*_cell_edges(alphas))  # whole cells: each value is drawn centred on its grid point
     ax.set_ylim(*_cell_edges(betas))
-    _legend_below(ax, handles + _marker_handles())
+    legend_below(ax, handles + marker_handles())
     ax.set_title(title)
-    return _finish(fig, notes, path)
+    return finish(fig, notes, path)
 
 
 def _cell_edges(centres) -> tuple:

@@ -1,9 +1,7 @@
 """Loss surface of the default MLP at 51x51: batched evaluation against the per-point loop, in one run."""
 import copy
-import resource
 import subprocess
 import sys
-import time
 
 import numpy as np
 import torch

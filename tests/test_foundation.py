@@ -1,7 +1,6 @@
 """Config, data, FlatModel and training: against the module's own forward pass and plain loops."""
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

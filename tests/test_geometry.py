@@ -6,7 +6,7 @@ import torch
 from filter_norm import normalize_direction, random_direction
 from gradients import plane_gradients
 from loss_surface import evaluate_points
-from projection import (Plane, isomap_embedding, joint_pca_plane, pca_embedding, pca_plane, project,
+from projection import (isomap_embedding, joint_pca_plane, pca_embedding, pca_plane, project,
                         random_plane, trustworthiness_score)
 
 

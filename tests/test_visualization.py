@@ -4,6 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
+import plot_style as style
 import visualization as vis
 from loss_surface import Surface
 from projection import Plane
@@ -36,8 +37,8 @@ def make_path(n=15):
 def assert_real_png(path, kind):
     """The file reopens as an image of figsize * DPI pixels with real content (not one flat colour)."""
     with Image.open(path) as image:
-        width, height = vis.FIGSIZES[kind]
-        assert image.size == (round(width * vis.DPI), round(height * vis.DPI))
+        width, height = style.FIGSIZES[kind]
+        assert image.size == (round(width * style.DPI), round(height * style.DPI))
         pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(np.int32)
     assert len(np.unique(pixels[:, 0] << 16 | pixels[:, 1] << 8 | pixels[:, 2])) > 64  # distinct colours
     assert (pixels.min(axis=1) < 200).mean() > 0.01  # more than 1% of the pixels are not (near) white
@@ -47,7 +48,7 @@ def assert_real_png(path, kind):
 def captured(monkeypatch):
     """The figures passed to save_figure, inspected after they were written."""
     figures = []
-    original = vis.save_figure
+    original = style.save_figure
 
     def keep(fig, path):
         figures.append(fig)
@@ -60,33 +61,33 @@ def captured(monkeypatch):
 # ---------------------------------------------------------------- pure helpers
 
 def test_contour_levels_linear_within_decades():
-    levels, is_log = vis.contour_levels([0.6, 0.2, 0.4], n=5)
+    levels, is_log = style.contour_levels([0.6, 0.2, 0.4], n=5)
     assert not is_log
     np.testing.assert_allclose(levels, [0.2, 0.3, 0.4, 0.5, 0.6])
 
 
 def test_contour_levels_log_when_span_exceeds_decades():
-    levels, is_log = vis.contour_levels([[0.01, 1.0], [100.0, 3.0]], n=5)
+    levels, is_log = style.contour_levels([[0.01, 1.0], [100.0, 3.0]], n=5)
     assert is_log
     np.testing.assert_allclose(levels, [0.01, 0.1, 1, 10, 100])
 
 
 def test_contour_levels_threshold_and_non_positive_values():
-    assert not vis.contour_levels([1.0, 10 ** 1.5])[1]  # exactly 1.5 decades: still linear
-    assert vis.contour_levels([1.0, 10 ** 1.6])[1]
-    assert not vis.contour_levels([0.0, 1e6])[1]  # a zero cannot sit on a log scale
+    assert not style.contour_levels([1.0, 10 ** 1.5])[1]  # exactly 1.5 decades: still linear
+    assert style.contour_levels([1.0, 10 ** 1.6])[1]
+    assert not style.contour_levels([0.0, 1e6])[1]  # a zero cannot sit on a log scale
 
 
 def test_contour_levels_cover_finite_values_and_ignore_the_rest():
     values = np.array([np.nan, 0.37, np.inf, 5e3, -np.inf, 12.0])
-    levels, is_log = vis.contour_levels(values)
+    levels, is_log = style.contour_levels(values)
     assert is_log and levels[0] == 0.37 and levels[-1] == 5e3
     assert np.all(np.diff(levels) > 0)
 
 
 def test_contour_levels_degenerate_inputs_stay_increasing():
     for values in ([np.nan, np.inf], [0.5, 0.5, 0.5], [0.0]):
-        levels, is_log = vis.contour_levels(values)
+        levels, is_log = style.contour_levels(values)
         finite = np.asarray(values)[np.isfinite(values)]
         assert not is_log and np.all(np.diff(levels) > 0)
         assert all(levels[0] <= v <= levels[-1] for v in finite)
@@ -94,38 +95,38 @@ def test_contour_levels_degenerate_inputs_stay_increasing():
 
 def test_spread_indices_follow_arc_length_not_index():
     straight = np.stack([np.arange(11.0), np.zeros(11)], axis=1)
-    np.testing.assert_array_equal(vis.spread_indices(straight, 5), [0, 2, 4, 6, 8])
+    np.testing.assert_array_equal(style.spread_indices(straight, 5), [0, 2, 4, 6, 8])
     # one long first step then ten short ones: half the length is already reached at index 1
     jump = np.stack([np.r_[0.0, 10 + 0.1 * np.arange(11)], np.zeros(12)], axis=1)
-    np.testing.assert_array_equal(vis.spread_indices(jump, 2), [0, 1])
-    np.testing.assert_array_equal(vis.spread_indices(np.zeros((5, 2)), 3), [0])
+    np.testing.assert_array_equal(style.spread_indices(jump, 2), [0, 1])
+    np.testing.assert_array_equal(style.spread_indices(np.zeros((5, 2)), 3), [0])
 
 
 def test_finite_prefix_stops_at_first_non_finite_row():
     coords = np.ones((6, 2))
     coords[4, 1] = np.inf
     losses = np.r_[1.0, 1, np.nan, 1, 1, 1]
-    assert vis.finite_prefix(coords) == 4
-    assert vis.finite_prefix(coords, losses) == 2
-    assert vis.finite_prefix(np.ones(3)) == 3
+    assert style.finite_prefix(coords) == 4
+    assert style.finite_prefix(coords, losses) == 2
+    assert style.finite_prefix(np.ones(3)) == 3
 
 
 def test_view_azimuth_faces_the_low_side():
     aa, bb = np.meshgrid(np.linspace(-1, 1, 8), np.linspace(-1, 1, 6))  # (B, A): rows follow y
-    assert vis.view_azimuth(aa) == -150  # rises to +x: camera on the -x side
-    assert vis.view_azimuth(-aa) == 30  # rises to -x: camera on the +x side
-    assert vis.view_azimuth(bb) == -60  # rises to +y: camera on the -y side
+    assert style.view_azimuth(aa) == -150  # rises to +x: camera on the -x side
+    assert style.view_azimuth(-aa) == 30  # rises to -x: camera on the +x side
+    assert style.view_azimuth(bb) == -60  # rises to +y: camera on the -y side
 
 
 def test_save_figure_is_atomic_and_closes(tmp_path):
     import matplotlib.pyplot as plt
     fig = plt.figure(figsize=(2, 1))
     fig.add_subplot().plot([0, 1], [1, 0])
-    out = vis.save_figure(fig, tmp_path / "sub" / "line.png")
+    out = style.save_figure(fig, tmp_path / "sub" / "line.png")
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["line.png"]  # no temporary file left
     assert not plt.fignum_exists(fig.number)
     with Image.open(out) as image:
-        assert image.size == (2 * vis.DPI, 1 * vis.DPI)
+        assert image.size == (2 * style.DPI, 1 * style.DPI)
 
 
 # ---------------------------------------------------------------- figures
