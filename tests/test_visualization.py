@@ -54,7 +54,7 @@ def captured(monkeypatch):
         figures.append(fig)
         return original(fig, path)
 
-    monkeypatch.setattr(vis, "save_figure", keep)
+    monkeypatch.setattr(style, "save_figure", keep)
     return figures
 
 
