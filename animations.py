@@ -34,6 +34,7 @@ ACCENTS = ["white", "black", HEAD_COLOUR, *RACE_COLOURS]  # small markers: exact
 
 @dataclass
 class GifInfo:
+    """What a GIF writer reports; seconds cover rendering, palette and writing (for summary.json)."""
     path: Path
     n_frames: int
     seconds: float
