@@ -8,6 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import imageio.v3 as iio
 import matplotlib
 
 matplotlib.use("Agg")  # files only
@@ -265,11 +266,13 @@ def shared_palette(frames, size: int = PALETTE_SIZE) -> Image.Image:
 def _write_gif(frames, path, frame_ms, start) -> GifInfo:
     """Every frame mapped to one shared palette (no dithering), looping forever, written atomically.
 
-    Pillow writes the indexed frames as they are; handing it RGB (as imageio does) makes it
-    quantise every frame again, which took longer than all the rest of the writing.
+    imageio's pillow plugin gets the frames already indexed, with the palette: handed RGB it
+    would quantise every frame again, which took longer than all the rest of the writing.
     """
     palette = shared_palette(frames)
-    indexed = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+    indexed = np.stack([np.asarray(Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE))
+                        for f in frames])  # (N, H, W) palette indices
     with atomic_path(path) as tmp:
-        indexed[0].save(tmp, format="GIF", save_all=True, append_images=indexed[1:], duration=frame_ms, loop=0)
+        iio.imwrite(tmp, indexed, extension=".gif", plugin="pillow", mode="P", palette=bytes(palette.getpalette()),
+                    duration=frame_ms, loop=0)
     return GifInfo(Path(path), len(frames), time.perf_counter() - start, Path(path).stat().st_size)
