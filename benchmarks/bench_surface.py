@@ -50,20 +50,18 @@ n, d, h = X.shape[0], X.shape[1], fm.module.fc1.out_features
 flops = 3 * 2 * n * d * h + len(grid) * (6 * n * h + 10 * n)
 a_big = torch.randn(2048, 2048)
 t_mm = median_time(lambda: a_big @ a_big, repeats=5)
-mixed = sum(len(block.rows) for _, block in PlaneModel.of(fm, X, plane).blocks(grid))
+blocks = list(PlaneModel.of(fm, X, plane).blocks(grid))
+mixed = sum(len(block.rows) for _, block in blocks)
 print(f"  effective {flops / t_fast / 1e9:.1f} GFLOP/s against a 2048^2 matmul's {2 * 2048 ** 3 / t_mm / 1e9:.1f} "
-      f"GFLOP/s (per tile of the grid only {mixed} of {len(grid) // 160 * n * h} sample-unit pairs in all "
-      f"switch ReLU: the rest is closed form)")
+      f"GFLOP/s: over {len(blocks)} tiles a ReLU switches for {mixed} of {len(blocks) * n * h} (sample, unit) "
+      f"pairs ({100 * mixed / (len(blocks) * n * h):.0f}%); the rest is done in closed form")
 
 # Peak memory of a 101x101 surface, in a fresh process so nothing else counts.
 probe = ("import sys, resource; sys.path[:0] = ['benchmarks', '.']; from common import default_mlp_run;"
          "from loss_surface import evaluate_surface, grid_for; from projection import pca_plane, project;"
          "fm, data, run = default_mlp_run(); p = pca_plane(run.params, run.final, fm.layout);"
          "c, _ = project(run.params, p); a, b = grid_for(c, 101, 0.25);"
-         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
          "evaluate_surface(fm, data.X, data.y, p, a, b);"
-         "print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-before, after = map(int, subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                                        check=True).stdout.split())
-print(f"  peak memory of the process for a 101x101 surface: {after / 1024:.0f} MB "
-      f"({(after - before) / 1024:.0f} MB above the trained model's)")
+         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+after = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
+print(f"  peak memory of the whole process (torch, data, training, a 101x101 surface): {after / 1024:.0f} MB")
