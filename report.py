@@ -102,10 +102,8 @@ def write_figures(out, results) -> list:
     from outputs import output_path
     cfg, scapes, curvature = results["cfg"], results["scapes"], results["curvature"]
     written = []
-    for kind in ("logistic", "mlp"):
+    for kind in ("logistic", "mlp") if wants(cfg, "surfaces") else ():
         scape, title = scapes[kind], MODEL_TITLES[kind]
-        if not wants(cfg, "surfaces"):
-            break
         p = scape.paths[0]
         written.append(vis.plot_surface_3d(
             scape.surface, p.coords, p.surface_loss, _np(p.run.losses), p.grads,
