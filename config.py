@@ -142,8 +142,11 @@ def parse_value(name: str, text: str):
             return text.lower() in ("true", "1", "yes")
         return type(default)(text)
     except ValueError:
-        kind = "comma list" if name in _TUPLE_ITEM else type(default).__name__
-        raise ConfigError(f"config field '{name}' = {text!r} is not allowed: expected a {kind}") from None
+        kind = (f"comma-separated list of {_TUPLE_ITEM[name].__name__}s" if name in _TUPLE_ITEM
+                else {"int": "an integer", "float": "a number", "bool": "true or false"}.get(
+                    type(default).__name__, f"a {type(default).__name__}"))
+        kind = kind if name not in _TUPLE_ITEM else "a " + kind
+        raise ConfigError(f"config field '{name}' = {text!r} is not allowed: expected {kind}") from None
 
 
 def apply_overrides(cfg: Config, args: list[str]) -> Config:
