@@ -21,23 +21,33 @@ def plotly_asset(out_dir) -> str:
     relative = f"{ASSET_DIR}/plotly-{get_plotlyjs_version()}.min.js"
     target = Path(out_dir) / relative
     script = get_plotlyjs()
-    if not target.exists() or target.stat().st_size != len(script.encode("utf-8")):
+    if not target.exists() or target.read_text(encoding="utf-8") != script:  # missing, or a broken copy
         write_text(target, script)
     return relative
 
 
-def write_page(fig: go.Figure, path) -> Path:
-    """A self-contained page (but for the shared local plotly.js): no CDN, no MathJax, no auto-play."""
-    script = plotly_asset(Path(path).parent)
-    page = fig.to_html(include_plotlyjs=script, include_mathjax=False, full_html=True, auto_play=False,
-                       config={"displaylogo": False, "responsive": True})
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>html, body {{ margin: 0; height: 100%; background: #fff; }}</style>
+<script src="{script}"></script></head>
+<body>{plot}</body></html>
+"""
+
+
+def write_page(fig: go.Figure, path, title: str) -> Path:
+    """A page that fills the window and loads only the shared local plotly.js: no CDN, no MathJax, no auto-play."""
+    plot = fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False, auto_play=False,
+                       default_height="100vh", config={"displaylogo": False, "responsive": True})
+    page = PAGE.format(title=html.escape(title), script=plotly_asset(Path(path).parent), plot=plot)
     return write_text(path, page)
 
 
-def _compact(values, digits: int = 6) -> np.ndarray:
-    """Rounded float32 values: the page stays small, and no precision a reader could see is lost."""
+def _compact(values, digits: int = 5) -> np.ndarray:
+    """float32 rounded to `digits` significant digits: the page stays small, no visible precision is lost."""
     values = np.asarray(values, dtype=float)
-    return np.round(values, digits).astype(np.float32)
+    scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(values), where=values != 0, out=np.zeros_like(values))))
+    return (np.round(values * scale) / scale).astype(np.float32)  # NaN stays NaN
 
 
 def _surface_trace(surface) -> go.Surface:
@@ -55,7 +65,7 @@ def _lift(surface) -> float:
 def _hover(steps, true_losses, drawn, accuracies=None, lam_max=None, label=None) -> list:
     rows = []
     for k in range(len(steps)):
-        text = (f"{label}<br>" if label else "") + f"epoch {int(steps[k])}<br>loss {true_losses[k]:.4f} (recorded)" \
+        text = (f"{label}<br>" if label else "") + f"epoch {int(steps[k])}<br>true loss {true_losses[k]:.4f}" \
             f"<br>surface loss {drawn[k]:.4f}"
         if accuracies is not None:
             text += f"<br>accuracy {accuracies[k]:.3f}"
@@ -67,8 +77,11 @@ def _hover(steps, true_losses, drawn, accuracies=None, lam_max=None, label=None)
 
 def _scene(surface) -> dict:
     labels = surface.plane.axis_labels()
-    return dict(xaxis_title=labels[0], yaxis_title=labels[1], zaxis_title="training loss",
-                camera=dict(eye=dict(x=1.25, y=-1.25, z=0.8)), aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.7))
+    no_spikes = dict(showspikes=False)  # the hover box already gives the numbers; spike lines only clutter
+    return dict(xaxis=dict(no_spikes, title=labels[0]), yaxis=dict(no_spikes, title=labels[1]),
+                zaxis=dict(no_spikes, title="training loss"),
+                camera=dict(eye=dict(x=1.25, y=-1.25, z=0.8), center=dict(x=0, y=0, z=-0.12)),
+                aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.7))
 
 
 def surface_figure(surface, coords, path_surface_loss, true_losses, accuracies, steps, title,
@@ -81,20 +94,22 @@ def surface_figure(surface, coords, path_surface_loss, true_losses, accuracies, 
     if lam_max is not None:  # eigenvalues may exist at every k-th checkpoint only
         lam = np.full(len(steps), np.nan)
         lam[np.searchsorted(steps, np.asarray(lam_steps if lam_steps is not None else steps))] = lam_max
-    z = drawn + _lift(surface)
+    z, hover = drawn + _lift(surface), _hover(steps, true_losses, drawn, accuracies, lam)
     path = go.Scatter3d(x=_compact(coords[:, 0]), y=_compact(coords[:, 1]), z=_compact(z), mode="lines+markers",
                         line=dict(color="white", width=7), marker=dict(size=2, color="white"), name="path",
-                        text=_hover(steps, true_losses, drawn, accuracies, lam), hoverinfo="text")
+                        text=hover, hoverinfo="text")
     start = go.Scatter3d(x=[coords[0, 0]], y=[coords[0, 1]], z=[z[0]], mode="markers", name="start",
                          marker=dict(size=6, color="white", line=dict(color="black", width=2)), hoverinfo="skip")
     marker = go.Scatter3d(x=[coords[-1, 0]], y=[coords[-1, 1]], z=[z[-1]], mode="markers", name="epoch marker",
-                          marker=dict(size=8, color="#D55E00", line=dict(color="black", width=2)), hoverinfo="skip")
+                          marker=dict(size=8, color="#D55E00", line=dict(color="black", width=2)),
+                          text=[hover[-1]], hoverinfo="text")
     fig = go.Figure([_surface_trace(surface), path, start, marker])
     shown = np.unique(np.round(np.linspace(0, len(steps) - 1, min(len(steps), MAX_SLIDER_STEPS))).astype(int))
     fig.frames = [go.Frame(name=str(int(steps[i])), traces=[3],
-                           data=[go.Scatter3d(x=[coords[i, 0]], y=[coords[i, 1]], z=[z[i]])]) for i in shown]
+                           data=[go.Scatter3d(x=[coords[i, 0]], y=[coords[i, 1]], z=[z[i]], text=[hover[i]])])
+                  for i in shown]
     _add_player(fig, [str(int(steps[i])) for i in shown])
-    fig.update_layout(title=title, scene=_scene(surface), margin=dict(l=0, r=0, t=50, b=0), height=720,
+    fig.update_layout(title=title, scene=_scene(surface), margin=dict(l=0, r=0, t=50, b=20),  # b: slider ticks
                       legend=LEGEND)
     return fig
 
@@ -108,7 +123,7 @@ def _add_player(fig: go.Figure, names: list) -> None:
     play["args"][1]["fromcurrent"] = True
     slider_steps = [dict(move([n], 0), label=n) for n in names]
     fig.update_layout(
-        updatemenus=[dict(type="buttons", direction="left", buttons=[play, pause], x=0.0, y=0.0, xanchor="left",
+        updatemenus=[dict(type="buttons", direction="left", buttons=[play, pause], x=0.01, y=0.0, xanchor="left",
                           yanchor="top", pad=dict(t=35, r=10), showactive=False)],
         # step labels would overlap at ~100 steps: they are hidden and the current epoch is shown above
         sliders=[dict(steps=slider_steps, active=len(names) - 1, x=0.2, len=0.78, y=0.0, yanchor="top",
@@ -120,35 +135,40 @@ def surface_page(surface, coords, path_surface_loss, true_losses, accuracies, st
                  lam_max=None, lam_steps=None) -> Path:
     """logistic_3d.html / mlp_3d.html: see surface_figure."""
     return write_page(surface_figure(surface, coords, path_surface_loss, true_losses, accuracies, steps, title,
-                                     lam_max, lam_steps), path)
+                                     lam_max, lam_steps), path, title)
 
 
 def runs_figure(surface, runs, title) -> go.Figure:
     """Every run on the shared surface; clicking a legend entry hides or shows that run.
 
-    runs: list of (coords (T, 2), path_surface_loss (T,), true_losses (T,), label).
+    runs: list of (coords (T, 2), path_surface_loss (T,), true_losses (T,), label); row k is epoch k.
     """
     fig, lift = go.Figure([_surface_trace(surface)]), _lift(surface)
-    for k, (coords, drawn, true_losses, label) in enumerate(runs):
-        coords, drawn = np.asarray(coords, float), np.asarray(drawn, float)
-        ok = np.isfinite(drawn) & np.isfinite(coords).all(axis=1)
-        colour = LINE_COLOURS[k % len(LINE_COLOURS)]
-        fig.add_trace(go.Scatter3d(
-            x=_compact(coords[ok, 0]), y=_compact(coords[ok, 1]), z=_compact(drawn[ok] + lift), mode="lines",
-            line=dict(color=colour, width=6), name=label, legendgroup=label, hoverinfo="text",
-            text=np.array(_hover(np.arange(len(drawn)), np.asarray(true_losses, float), drawn, label=label))[ok]))
-        fig.add_trace(go.Scatter3d(x=[coords[ok][-1, 0]], y=[coords[ok][-1, 1]], z=[drawn[ok][-1] + lift],
-                                   mode="markers", marker=dict(size=6, color=colour, symbol="diamond",
-                                                               line=dict(color="black", width=1)),
-                                   legendgroup=label, showlegend=False, hoverinfo="skip"))
-    fig.update_layout(title=title, scene=_scene(surface), margin=dict(l=0, r=0, t=50, b=0), height=720,
+    for k, run in enumerate(runs):
+        fig.add_traces(_run_traces(*run, colour=LINE_COLOURS[k % len(LINE_COLOURS)], lift=lift))
+    fig.update_layout(title=title, scene=_scene(surface), margin=dict(l=0, r=0, t=50, b=0),
                       legend=dict(LEGEND, title="click a run to hide or show it"))
     return fig
 
 
+def _run_traces(coords, drawn, true_losses, label, colour, lift) -> list:
+    """One run's path, a circle at its start and a diamond at its end, toggled together by the legend."""
+    coords, drawn = np.asarray(coords, float), np.asarray(drawn, float)
+    ok = np.isfinite(drawn) & np.isfinite(coords).all(axis=1)  # a diverged run keeps its finite part
+    hover = np.array(_hover(np.arange(len(drawn)), np.asarray(true_losses, float), drawn, label=label))[ok]
+    x, y, z = _compact(coords[ok, 0]), _compact(coords[ok, 1]), _compact(drawn[ok] + lift)
+    path = go.Scatter3d(x=x, y=y, z=z, mode="lines", line=dict(color=colour, width=6), name=label,
+                        legendgroup=label, text=hover, hoverinfo="text")
+    ends = go.Scatter3d(x=x[[0, -1]], y=y[[0, -1]], z=z[[0, -1]], mode="markers", legendgroup=label,
+                        showlegend=False, text=hover[[0, -1]], hoverinfo="text",
+                        marker=dict(size=[5, 8], symbol=["circle", "diamond"], color=colour,
+                                    line=dict(color="black", width=1)))
+    return [path, ends]
+
+
 def runs_page(surface, runs, path, title) -> Path:
     """mlp_multi_seed.html / optimizer_comparison.html: see runs_figure."""
-    return write_page(runs_figure(surface, runs, title), path)
+    return write_page(runs_figure(surface, runs, title), path, title)
 
 
 INDEX_CSS = """
@@ -195,13 +215,22 @@ def index_page(path, title, subtitle, images, gifs, pages, numbers, config) -> P
 
 
 def _table(rows) -> str:
+    """rows: a list of (name, value) pairs or a dict; floats get 4 significant digits."""
+    rows = rows.items() if isinstance(rows, dict) else rows
     cells = "".join(f"<tr><td>{html.escape(str(name))}</td>{_cell(value)}</tr>" for name, value in rows)
     return f"<table>{cells}</table>"
 
 
+def _format(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4g}"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return ", ".join(_format(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_format(v)}" for k, v in value.items())
+    return str(value)
+
+
 def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"<td class='num'>{value:.4g}</td>"
-    if isinstance(value, (list, tuple)):
-        value = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)
-    return f"<td>{html.escape(str(value))}</td>"
+    numeric = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    return f"<td class='num'>{html.escape(_format(value))}</td>" if numeric else f"<td>{html.escape(_format(value))}</td>"

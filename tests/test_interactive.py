@@ -45,7 +45,8 @@ def test_surface_figure_animates_only_the_marker_and_hovers_the_numbers(scene):
     lam = np.linspace(2.0, 1.0, 11)
     fig = ip.surface_figure(surface, coords, drawn, true, acc, steps, "t", lam_max=lam, lam_steps=steps[::2])
     assert [trace.type for trace in fig.data] == ["surface", "scatter3d", "scatter3d", "scatter3d"]
-    assert len(fig.frames) == 21 and all(frame.traces == (3,) for frame in fig.frames)
+    assert fig.data[3].name == "epoch marker"
+    assert len(fig.frames) == 21 and all(frame.traces == (3,) and len(frame.data) == 1 for frame in fig.frames)
     assert [frame.name for frame in fig.frames] == [str(s) for s in steps]
     assert fig.frames[5].data[0].x[0] == pytest.approx(coords[5, 0])
     hover = fig.data[1].text
@@ -83,3 +84,25 @@ def test_index_page_shows_every_file_and_number(tmp_path):
     text = index.read_text()
     assert "0.1235" in text and "training" in text and "0, 1" in text and "<script" not in text
     assert not [link for link in links if re.match(r"https?:", link)]
+
+
+def test_surface_keeps_five_significant_digits_in_its_grid_order(scene):
+    surface, coords, drawn, true, acc, steps = scene
+    surface.loss[0, 0] = np.nan  # a hole stays a hole
+    trace = ip.surface_figure(surface, coords, drawn, true, acc, steps, "t").data[0]
+    z = np.asarray(trace.z, dtype=float)  # (B, A): rows follow betas, as Surface.loss
+    assert z.shape == surface.loss.shape and np.isnan(z[0, 0])
+    np.testing.assert_allclose(z[1:], surface.loss[1:], rtol=5e-5)
+    np.testing.assert_allclose(np.asarray(trace.x, float), surface.alphas, rtol=5e-5, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(trace.y, float), surface.betas, rtol=5e-5, atol=1e-12)
+
+
+def test_a_damaged_asset_is_written_again(scene, tmp_path):
+    surface, coords, drawn, true, acc, steps = scene
+    ip.surface_page(surface, coords, drawn, true, acc, steps, tmp_path / "a.html", "a")
+    asset = next((tmp_path / "assets").glob("plotly-*.min.js"))
+    good = asset.read_bytes()
+    asset.write_bytes(good[:-10] + b"0123456789")  # same size, different content
+    ip.surface_page(surface, coords, drawn, true, acc, steps, tmp_path / "b.html", "b")
+    assert asset.read_bytes() == good
+    assert sorted(path.name for path in tmp_path.rglob("*")) == sorted(["a.html", "b.html", "assets", asset.name])
