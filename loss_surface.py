@@ -6,8 +6,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.func import vmap
 
+from models import MLP, LogisticRegression
 from projection import Plane, check_points
+
+# Most elements in one block of per-point work, (n, K) logits or (m, K) ReLU shares: 4 MB of
+# float32, big enough to amortise each op's overhead, small enough to stay in the last-level cache.
+BLOCK_ELEMENTS = 2 ** 20
 
 
 @dataclass
@@ -50,8 +56,6 @@ def evaluate_surface(fm, X, y, plane: Plane, alphas, betas, chunk: int | None = 
     alphas, betas = np.asarray(alphas, dtype=float), np.asarray(betas, dtype=float)
     if alphas.ndim != 1 or betas.ndim != 1 or len(alphas) < 1 or len(betas) < 1:
         raise ValueError("alphas and betas must be non-empty 1-D arrays")
-    if plane.center.shape[0] != fm.dim:
-        raise ValueError(f"the plane has {plane.center.shape[0]} weights, the model {fm.dim}")
     aa, bb = np.meshgrid(alphas, betas)  # (B, A) each: row i is betas[i]
     coords = np.stack([aa.ravel(), bb.ravel()], axis=1)
     loss, acc = evaluate_points(fm, X, y, plane, coords, chunk)
@@ -60,34 +64,52 @@ def evaluate_surface(fm, X, y, plane: Plane, alphas, betas, chunk: int | None = 
 
 
 def evaluate_points(fm, X, y, plane: Plane, coords, chunk: int | None = None):
-    """Loss and accuracy at plane coordinates (N, 2): the surface function at exactly those points."""
+    """Loss and accuracy (numpy (N,) each) at plane coordinates (N, 2): the surface function there.
+
+    The project's own models take a fast path (PlaneModel); any other module is evaluated in
+    batches of full weight vectors. chunk caps the grid points per batch (default: by memory).
+    """
+    if plane.center.shape[0] != fm.dim:
+        raise ValueError(f"the plane has {plane.center.shape[0]} weights, the model {fm.dim}")
     coords = np.asarray(coords, dtype=float).reshape(-1, 2)
     if not np.isfinite(coords).all():
         raise ValueError("coordinates contain non-finite values")
-    model = PlaneModel.of(fm, X, plane)
-    if model is None:
-        return _evaluate_generic(fm, X, y, plane, coords, chunk)
-    losses, accs = np.empty(len(coords), np.float32), np.empty(len(coords), np.float32)
-    for idx, block in model.blocks(coords):  # tiles of nearby points, each with its own closed form
-        ab = torch.as_tensor(coords[idx], dtype=X.dtype, device=X.device)
-        step = chunk or block.chunk
-        for start in range(0, len(idx), step):
-            logits = block(ab[start:start + step])  # (K, n)
-            part = idx[start:start + step]
-            losses[part] = (F.softplus(logits) - y * logits).mean(dim=1).cpu().numpy()  # BCE with logits
-            accs[part] = ((logits > 0).to(y.dtype) == y).to(torch.float32).mean(dim=1).cpu().numpy()
-    return losses, accs
+    if len(coords) == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    with torch.no_grad():
+        model = PlaneModel.of(fm, X, plane)
+        if model is None:
+            loss, acc = _evaluate_generic(fm, X, y, plane, coords, chunk)
+        else:
+            loss, acc = model.evaluate(coords, y, chunk)
+    return loss.cpu().numpy(), acc.cpu().numpy()
+
+
+def bce_and_accuracy(logits: torch.Tensor, y: torch.Tensor):
+    """Mean BCE with logits and accuracy of each column of logits (n, K) against y (n,) -> (K,), (K,).
+
+    The same meaning as F.binary_cross_entropy_with_logits and FlatModel.accuracy: softplus(z) - y z
+    is the stable form of the cross-entropy; a sample counts as right when (z > 0) equals its label.
+    """
+    loss = F.softplus(logits).sub_(logits * y[:, None]).mean(dim=0)
+    # right = [y = 0] + ([y = 1] - [y = 0]) [z > 0]: a count, so exact in float32, as a mat-vec
+    sign = (y == 1).to(logits.dtype) - (y == 0).to(logits.dtype)  # (n,)
+    positive = torch.gt(logits, 0, out=torch.empty_like(logits))  # [z > 0] as 0/1 floats in one pass
+    right = (y == 0).sum().to(logits.dtype) + sign @ positive  # (K,)
+    return loss, right / len(y)
 
 
 def _evaluate_generic(fm, X, y, plane, coords, chunk):
-    """Any module: batches of full weight vectors through FlatModel.losses (vmap)."""
+    """Any module: the logits of batches of full weight vectors through FlatModel.logits (vmap)."""
     chunk = chunk or _chunk_size(X.shape[0], fm.dim)
+    batched_logits = vmap(fm.logits, in_dims=(0, None))
     losses, accs = [], []
     for start in range(0, len(coords), chunk):
-        thetas = plane.points(coords[start:start + chunk])
-        losses.append(fm.losses(thetas, X, y, chunk=chunk))
-        accs.append(fm.accuracies(thetas, X, y, chunk=chunk))
-    return torch.cat(losses).cpu().numpy(), torch.cat(accs).cpu().numpy()
+        logits = batched_logits(plane.points(coords[start:start + chunk]), X)  # (K, n)
+        loss, acc = bce_and_accuracy(logits.T, y)
+        losses.append(loss)
+        accs.append(acc)
+    return torch.cat(losses), torch.cat(accs)
 
 
 def _chunk_size(n_samples: int, dim: int, budget: float = 64e6) -> int:
@@ -98,87 +120,116 @@ def _chunk_size(n_samples: int, dim: int, budget: float = 64e6) -> int:
 class PlaneModel:
     """The project's models (MLP, logistic regression) as functions of plane coordinates (a, b).
 
-    On a plane every first-layer pre-activation is affine in (a, b): z_ik = c_ik + a u_ik + b v_ik,
-    from three matrix products done once here. See LogitBlock for what is done per tile of points.
+    On a plane every first-layer pre-activation is affine in (a, b): z = c + a cu + b cv, from three
+    matrix products done once here instead of one per grid point. The grid is then cut into tiles
+    of nearby points; see LogitTile for what is done per tile.
     """
 
-    def __init__(self, fm, X, plane):
+    def __init__(self, fm, X, plane, points_per_tile: int = 160):
         parts = [fm.unflatten(t) for t in (plane.center, plane.u, plane.v)]
-        self.linear = None
-        if "linear.weight" in parts[0]:  # logistic regression: logits are affine in (a, b)
-            self.linear = torch.stack([X @ p["linear.weight"][0] + p["linear.bias"][0] for p in parts])  # (3, n)
+        self.points_per_tile = points_per_tile
+        self.dtype, self.device, self.linear = X.dtype, X.device, None
+        if "linear.weight" in parts[0]:  # logistic regression: the logits are affine in (a, b)
+            self.linear = torch.stack([X @ p["linear.weight"][0] + p["linear.bias"][0] for p in parts], dim=1)  # (n, 3)
             return
-        self.pre = [X @ p["fc1.weight"].T + p["fc1.bias"] for p in parts]  # 3 x (n, h)
-        self.out = [p["fc2.weight"][0] for p in parts]  # 3 x (h,)
+        self.pre = torch.stack([X @ p["fc1.weight"].T + p["fc1.bias"] for p in parts])  # (3, n, h)
+        self.out = torch.stack([p["fc2.weight"][0] for p in parts], dim=1)  # (h, 3)
         self.bias = torch.stack([p["fc2.bias"][0] for p in parts])  # (3,)
+        self.pre_flat = self.pre.view(3, -1)  # (3, n h)
+        self.abs_pre = self.pre_flat.abs()  # (3, n h): |c|, |cu|, |cv|
+        self.pre_by_pair = self.pre_flat.T.contiguous()  # (n h, 3): gathers by pair
 
     @staticmethod
     def of(fm, X, plane):
         """A PlaneModel for the project's own modules; None for any other (the generic path)."""
-        from models import MLP, LogisticRegression
         if type(fm.module) not in (MLP, LogisticRegression):
             return None
-        with torch.no_grad():
-            return PlaneModel(fm, X, plane)
+        return PlaneModel(fm, X, plane)
 
-    def blocks(self, coords: np.ndarray, points_per_tile: int = 160):
-        """(indices, LogitBlock) for square tiles of the points' bounding box.
+    def evaluate(self, coords: np.ndarray, y: torch.Tensor, chunk: int | None = None):
+        """Loss and accuracy (N,) at coords (N, 2), tile by tile, in blocks that stay in cache."""
+        order, bounds, tiles = self.tiles(coords)
+        ab = torch.as_tensor(coords[order], dtype=self.dtype, device=self.device)  # (N, 2), tile by tile
+        a, b = ab.T
+        powers = torch.stack([torch.ones_like(a), a, b, a * a, b * b, a * b])  # (6, N): 1 a b a² b² ab
+        loss = torch.empty(len(coords), dtype=self.dtype, device=self.device)
+        acc = torch.empty(len(coords), dtype=torch.float32, device=self.device)
+        for (start, stop), tile in zip(bounds, tiles):
+            step = chunk or tile.chunk
+            for first in range(start, stop, step):
+                last = min(first + step, stop)
+                loss[first:last], acc[first:last] = bce_and_accuracy(tile(powers[:, first:last]), y)
+        back = torch.as_tensor(np.argsort(order), device=self.device)  # undo the tile order
+        return loss[back], acc[back]
 
-        Small tiles hold few ReLU switches, so most of each tile's work is in closed form.
+    def tiles(self, coords: np.ndarray):
+        """Points sorted tile by tile: (order (N,), [(start, stop)] per tile, [tile]).
+
+        Tiles are squares of the points' bounding box holding about points_per_tile points each:
+        small tiles hold few ReLU switches, so most of each tile's work is in closed form.
         """
         if self.linear is not None:
-            yield np.arange(len(coords)), self._linear_block
-            return
-        tiles = max(1, int(np.sqrt(len(coords) / points_per_tile)))
+            return np.arange(len(coords)), [(0, len(coords))], [LinearTile(self.linear)]
+        per_axis = max(1, int(np.sqrt(len(coords) / self.points_per_tile)))
         low, high = coords.min(axis=0), coords.max(axis=0)
-        cell = np.floor((coords - low) / np.where(high > low, high - low, 1.0) * tiles).clip(0, tiles - 1)
-        tile_of = cell[:, 0] * tiles + cell[:, 1]
-        for tile in np.unique(tile_of):
-            idx = np.flatnonzero(tile_of == tile)
-            yield idx, LogitBlock(self, coords[idx].min(axis=0), coords[idx].max(axis=0))
-
-    def _linear_block(self, ab):
-        return torch.cat([torch.ones_like(ab[:, :1]), ab], dim=1) @ self.linear
-    _linear_block.chunk = 4096
+        cell = np.floor((coords - low) / np.where(high > low, high - low, 1.0) * per_axis).clip(0, per_axis - 1)
+        tile_of = cell[:, 0] * per_axis + cell[:, 1]
+        order = np.argsort(tile_of, kind="stable")
+        starts = np.flatnonzero(np.diff(tile_of[order], prepend=-1))
+        bounds = list(zip(starts, list(starts[1:]) + [len(coords)]))
+        tiles = [LogitTile(self, coords[order[s:e]].min(axis=0), coords[order[s:e]].max(axis=0)) for s, e in bounds]
+        return order, bounds, tiles
 
 
-class LogitBlock:
-    """MLP logits (K, n) at coordinates inside one rectangle, with only the needed work.
+class LinearTile:
+    """Logistic-regression logits (n, K): one (n, 3) x (3, K) product."""
 
-    A unit whose pre-activation keeps one sign at all four corners of the rectangle is linear
-    (or zero) inside it, so its share of the logit is a quadratic in (a, b), summed over units
-    in closed form: one (K, 6) x (6, n) product. Only the (sample, unit) pairs whose ReLU
-    switches inside the rectangle are evaluated point by point. Exact up to rounding.
+    def __init__(self, linear: torch.Tensor):
+        self.linear = linear  # (n, 3): logits at the centre, along u, along v
+        self.chunk = max(1, BLOCK_ELEMENTS // len(linear))
+
+    def __call__(self, powers: torch.Tensor) -> torch.Tensor:
+        return self.linear @ powers[:3]
+
+
+class LogitTile:
+    """MLP logits (n, K) at coordinates inside one rectangle, with only the needed work.
+
+    A unit whose pre-activation surely keeps one sign at all four corners of the rectangle
+    (rounding counted) is linear or zero inside it, so its share of the logit is a quadratic in
+    (a, b), summed over units in closed form: one (n, 6) x (6, K) product. Only the (sample, unit)
+    pairs whose ReLU may switch inside the rectangle are evaluated point by point. Exact up to
+    rounding.
     """
 
     def __init__(self, model: PlaneModel, low, high):
-        (c, cu, cv), (w, wu, wv) = model.pre, model.out
+        pre, out = model.pre, model.out  # (3, n, h), (h, 3)
         (a0, b0), (ha, hb) = (low + high) / 2, (high - low) / 2
-        middle = c + float(a0) * cu + float(b0) * cv  # (n, h): pre-activations at the centre
-        spread = cu.abs() * float(ha) + cv.abs() * float(hb)  # how far they move inside the rectangle
-        on = middle > spread  # positive on the whole rectangle: ReLU is the identity there
-        rows, units = ((middle + spread > 0) & ~on).nonzero(as_tuple=True)  # ReLU switches inside
-        # The "on" units' share: sum_k (w + a wu + b wv)_k (c + a cu + b cv)_ik, by powers of (a, b)
-        masked = torch.stack([c, cu, cv]) * on  # (3, n, h)
-        p = masked @ torch.stack([w, wu, wv], dim=1)  # (3, n, 3): p[i, :, j] = masked_i @ weight_j
-        self.quadratic = torch.stack([p[0, :, 0], p[1, :, 0] + p[0, :, 1], p[2, :, 0] + p[0, :, 2],
-                                      p[1, :, 1], p[2, :, 2], p[2, :, 1] + p[1, :, 2]])  # (6, n): 1 a b a² b² ab
-        self.quadratic[:3] += model.bias[:, None]
-        self.rows = rows
-        self.mixed = [t[rows, units] for t in (c, cu, cv)]  # 3 x (m,)
-        self.mixed_w = [t[units] for t in (w, wu, wv)]  # 3 x (m,)
-        # (K, m) blocks of ~256k floats stay in cache: the element-wise work is not memory bound
-        self.chunk = int(max(1, min(4096, 2 ** 18 // max(1, len(rows)))))
+        centre, half = pre.new_tensor([1.0, a0, b0]), pre.new_tensor([ha, hb])
+        middle = (centre @ model.pre_flat).view(pre.shape[1:])  # (n, h): pre-activations at the centre
+        spread = (half @ model.abs_pre[1:]).view(pre.shape[1:])  # how far they move inside the rectangle
+        # Plus what rounding may hide: middle cancels terms as large as |c| + |a0 cu| + |b0 cv|
+        rounding = 4 * torch.finfo(pre.dtype).eps * (centre.abs() @ model.abs_pre).view(pre.shape[1:])
+        bound = spread.add_(rounding)  # (n, h): |pre-activation - middle| <= bound on the whole rectangle
+        on = torch.gt(middle, bound, out=torch.empty_like(middle))  # 1.0 where surely positive: ReLU = identity
+        self.pairs = (middle.abs() <= bound).view(-1).nonzero().squeeze(1)  # (m,) sample * h + unit
+        self.rows, units = self.pairs // pre.shape[2], self.pairs % pre.shape[2]  # where the sign may change
+        # The "on" units' share, sum_k (c + a cu + b cv)_ik (w + a wu + b wv)_k, by powers of (a, b):
+        # q[j, i] = out_j . (pre_i * on), as (3, h) x (h, 3n): the long side last, where BLAS is fast
+        q = (out.T @ (pre * on).reshape(-1, pre.shape[2]).T).view(3, 3, -1)  # (3, 3, n)
+        self.quadratic = torch.stack([q[0, 0], q[0, 1] + q[1, 0], q[0, 2] + q[2, 0],
+                                      q[1, 1], q[2, 2], q[1, 2] + q[2, 1]])  # (6, n): 1 a b a² b² ab
+        self.quadratic[:3] += model.bias[:, None]  # the output bias is affine in (a, b) too
+        self.switching_pre = model.pre_by_pair.index_select(0, self.pairs)  # (m, 3)
+        self.switching_out = out.index_select(0, units)  # (m, 3)
+        self.chunk = max(1, BLOCK_ELEMENTS // max(len(self.rows), pre.shape[1]))
 
-    def __call__(self, ab: torch.Tensor) -> torch.Tensor:
-        a, b = ab[:, :1], ab[:, 1:]
-        powers = torch.cat([torch.ones_like(a), a, b, a * a, b * b, a * b], dim=1)  # (K, 6)
-        logits = powers @ self.quadratic  # (K, n)
+    def __call__(self, powers: torch.Tensor) -> torch.Tensor:
+        logits = self.quadratic.T @ powers  # (n, K)
         if len(self.rows):
-            (c, cu, cv), (w, wu, wv) = self.mixed, self.mixed_w
-            share = (a * cu).add_(c).addcmul_(b, cv).relu_()  # (K, m) ReLU outputs
-            share.mul_((a * wu).add_(w).addcmul_(b, wv))  # times their output weights
-            logits.index_add_(1, self.rows, share)
+            linear = powers[:3]  # (3, K): 1, a, b
+            share = (self.switching_pre @ linear).relu_().mul_(self.switching_out @ linear)  # (m, K)
+            logits.index_add_(0, self.rows, share)  # whole rows of K: a vectorised add per pair
         return logits
 
 
