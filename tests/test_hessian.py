@@ -1,4 +1,6 @@
 """Hessian eigenvalues against float64 references, closed forms and finite differences."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,16 @@ from training import OptimizerSpec, train
 
 def as_float64(fm):
     """The same model in float64: the reference every float32 method is held against."""
-    return FlatModel(fm.module.double())
+    return FlatModel(copy.deepcopy(fm.module).double())
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors gain nothing from threads, and on shared cores their barriers cost seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -26,13 +37,17 @@ def test_hvp_equals_hessian_times_v_and_finite_differences(trained_mlp, tiny_dat
     fm, run = trained_mlp
     fm64, X, y = as_float64(fm), tiny_data.X.double(), tiny_data.y.double()
     theta = run.final.double()
-    v = torch.randn(fm.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    Hv = hessian.hvp(fm64, X, y, theta, v)
-    assert torch.allclose(Hv, torch.func.hessian(fm64.loss)(theta, X, y) @ v, atol=1e-10)
+    V = torch.randn(3, fm.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)  # (3, D)
+    H = torch.func.hessian(fm64.loss)(theta, X, y)
+    Hv = hessian.hvp(fm64, X, y, theta, V[0])
+    assert torch.allclose(Hv, H @ V[0], atol=1e-10)
     g = torch.func.grad(fm64.loss)
     h = 1e-6
-    fd = (g(theta + h * v, X, y) - g(theta - h * v, X, y)) / (2 * h)
+    fd = (g(theta + h * V[0], X, y) - g(theta - h * V[0], X, y)) / (2 * h)
     assert torch.allclose(Hv, fd, atol=1e-7)
+    product = hessian.hvp_function(fm64, X, y, theta)  # linearised once, then single and batched
+    assert torch.allclose(product(V[0]), Hv, atol=1e-12)
+    assert torch.allclose(product(V), V @ H, atol=1e-12)
 
 
 def test_closed_form_mlp_hessian_equals_autodiff(trained_mlp, tiny_data):
@@ -56,8 +71,24 @@ def test_every_method_agrees_with_the_float64_reference(trained_mlp, tiny_data, 
     assert lam_min == pytest.approx(ref_min, abs=rtol * abs(ref_max) * 10)
 
 
+@pytest.mark.parametrize("diagonal", [[0.5, -0.2, 1.0, 0.1, 0.3], [0.5, -3.0, 1.0, 0.1, -0.2]])
+def test_iterative_solvers_find_both_ends_of_a_known_spectrum(diagonal):
+    """Second case: the largest magnitude is the negative end, which power iteration finds first."""
+    d = torch.tensor(diagonal * 4)  # (20,) each eigenvalue four times
+    calls = []
+
+    def matvec(v):
+        calls.append(v)
+        return d * v
+    for solve, rtol in ((hessian.power_extremes, 1e-3), (hessian.lanczos_extremes, 1e-6)):
+        calls.clear()
+        lam_min, lam_max, count = solve(matvec, len(d))
+        assert (lam_min, lam_max) == pytest.approx((min(diagonal), max(diagonal)), rel=rtol)
+        assert count == len(calls) > 0
+
+
 def test_power_iteration_finds_a_dominant_negative_end():
-    """Largest magnitude can be the negative end: the shift must still recover both ends."""
+    """A saddle whose negative end is the largest in magnitude, through the whole FlatModel path."""
     class Saddle(nn.Module):  # logit x0 * (w0^2 - 3 w1^2 + 0.5 w2^2): at w = 0, with y = 0,
         def __init__(self):  # the BCE Hessian is sigmoid'(0) * diag(2, -6, 1) = diag(1, -3, 0.5)
             super().__init__()
@@ -68,9 +99,28 @@ def test_power_iteration_finds_a_dominant_negative_end():
     fm = FlatModel(Saddle())
     X, y, theta = torch.ones(4, 3), torch.zeros(4), torch.zeros(3)
     exact = hessian.extreme_eigenvalues(fm, X, y, theta, "exact")
-    power = hessian.extreme_eigenvalues(fm, X, y, theta, "power")
+    power = hessian.eigen_result(fm, X, y, theta, "power")
     assert exact == pytest.approx((-3.0, 1.0), rel=1e-6)
-    assert np.allclose(power, exact, rtol=1e-3)
+    assert np.allclose((power.lam_min, power.lam_max), exact, rtol=1e-3) and power.hvps > 0
+    small = hessian.eigen_result(fm, X, y, theta, "lanczos")  # ARPACK needs D >= 4: solved exactly
+    assert small.method == "exact" and (small.lam_min, small.lam_max) == pytest.approx(exact)
+
+
+def test_a_non_finite_hessian_is_nan_in_every_method():
+    class Cusp(nn.Module):  # logit x0 * sum |w|^1.5: finite loss at w = 0, infinite curvature there
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(5))
+
+        def forward(self, x):
+            return x[:, 0] * (self.w.abs() ** 1.5).sum()
+    fm = FlatModel(Cusp())
+    X, y, theta = torch.ones(4, 5), torch.zeros(4), torch.zeros(5)
+    torch.set_num_threads(2)
+    for method in ("exact", "lanczos", "power"):
+        result = hessian.eigen_result(fm, X, y, theta, method)
+        assert np.isnan(result.lam_min) and np.isnan(result.lam_max) and result.method == method
+        assert torch.get_num_threads() == 2  # the solvers' one-thread setting is undone, even on NaN
 
 
 def test_logistic_hessian_is_the_closed_form_and_convex_along_its_path(tiny_data):
@@ -105,7 +155,7 @@ def test_eigen_ratio_map_equals_the_loop_on_a_non_square_grid(trained_mlp, tiny_
     plane = pca_plane(run.params, run.final, fm.layout)
     alphas, betas = np.linspace(-1, 0.5, 4), np.linspace(-0.3, 0.3, 3)
     ratio = hessian.eigen_ratio_map(fm, tiny_data.X, tiny_data.y, plane, alphas, betas, progress=False)
-    assert ratio.shape == (3, 4) and (ratio >= 0).all()
+    assert ratio.shape == (3, 4) and (ratio >= 0).all() and np.isfinite(ratio).all()
     for i, b in enumerate(betas):
         for j, a in enumerate(alphas):
             lam_min, lam_max = hessian.extreme_eigenvalues(fm, tiny_data.X, tiny_data.y, plane.points([[a, b]])[0])
@@ -119,5 +169,7 @@ def test_bad_theta_is_a_value_error(tiny_mlp, tiny_data):
     bad[0] = float("inf")
     with pytest.raises(ValueError, match="non-finite"):
         hessian.extreme_eigenvalues(tiny_mlp, tiny_data.X, tiny_data.y, bad)
+    with pytest.raises(ValueError, match="params must be"):
+        hessian.curvature_along(tiny_mlp, tiny_data.X, tiny_data.y, torch.zeros(3, tiny_mlp.dim - 1))
     with pytest.raises(ValueError, match="unknown Hessian method"):
         hessian.extreme_eigenvalues(tiny_mlp, tiny_data.X, tiny_data.y, tiny_mlp.theta0, "qr")
