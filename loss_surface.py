@@ -234,8 +234,11 @@ class LogitTile:
 
 
 def interpolate_line(fm, X, y, start: torch.Tensor, end: torch.Tensor, ts):
-    """Loss and accuracy along start + t (end - start) for each t (Goodfellow et al. 2015)."""
+    """Loss and accuracy along start + t (end - start) for each t (Goodfellow et al. 2015).
+
+    The line is a plane with v = 0, so it takes the same paths as a surface.
+    """
     check_points(torch.stack([start, end]), fm.dim, "line ends")
-    ts = torch.as_tensor(np.asarray(ts, dtype=float), dtype=start.dtype, device=start.device)
-    thetas = start + ts[:, None] * (end - start)
-    return fm.losses(thetas, X, y).cpu().numpy(), fm.accuracies(thetas, X, y).cpu().numpy()
+    line = Plane(start, end - start, torch.zeros_like(start), "line")
+    ts = np.asarray(ts, dtype=float).reshape(-1)
+    return evaluate_points(fm, X, y, line, np.stack([ts, np.zeros_like(ts)], axis=1))

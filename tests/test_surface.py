@@ -158,12 +158,18 @@ def test_bce_and_accuracy_mean_what_torch_means():
         assert acc[k].item() == ((z > 0).float() == y).float().mean().item()
 
 
-def test_interpolation_ends_are_the_end_losses(tiny_run, tiny_mlp, tiny_data):
+@pytest.mark.parametrize("kind", ["mlp", "custom"])
+def test_interpolation_equals_the_loop_and_its_ends_are_the_end_losses(kind, tiny_data):
     X, y = tiny_data.X, tiny_data.y
-    loss, acc = interpolate_line(tiny_mlp, X, y, tiny_run.params[0], tiny_run.final, [0.0, 0.5, 1.0])
-    assert loss[0] == pytest.approx(tiny_mlp.loss(tiny_run.params[0], X, y).item(), rel=1e-6)
-    assert loss[2] == pytest.approx(tiny_mlp.loss(tiny_run.final, X, y).item(), rel=1e-6)
-    assert acc[2] == pytest.approx(tiny_mlp.accuracy(tiny_run.final, X, y).item())
+    fm = make_fm(kind, tiny_data.n_features)
+    start, end = fm.theta0, fm.theta0 + 0.3 * torch.randn(fm.dim, generator=torch.Generator().manual_seed(0))
+    ts = [0.0, 1.0, -0.25, 0.5, 1.25]
+    loss, acc = interpolate_line(fm, X, y, start, end, ts)
+    expected = [start + t * (end - start) for t in ts]
+    assert np.allclose(loss, [fm.loss(theta, X, y).item() for theta in expected], rtol=1e-5, atol=0)
+    assert np.array_equal(acc, np.array([fm.accuracy(theta, X, y).item() for theta in expected], np.float32))
+    assert loss[0] == pytest.approx(fm.loss(start, X, y).item(), rel=1e-6)
+    assert loss[1] == pytest.approx(fm.loss(end, X, y).item(), rel=1e-6)
 
 
 def test_grid_covers_every_point_with_its_margin():
