@@ -28,5 +28,10 @@ def tiny_run(tiny_mlp, tiny_data):
 
 
 @pytest.fixture(autouse=True)
-def _float32_default():
+def _float32_one_thread():
+    """float32 by default, and one torch thread: the tests' tiny tensors only lose time to thread hand-offs."""
+    threads = torch.get_num_threads()
     torch.set_default_dtype(torch.float32)
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
