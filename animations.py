@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from outputs import atomic_path  # noqa: E402
-from plot_style import CONTOUR_COLOURS, contour_levels, finite_prefix, view_azimuth  # noqa: E402
+from plot_style import PATH_COLOURS, contour_levels, finite_prefix, view_azimuth  # noqa: E402
 
 FIGSIZE, DPI = (6.4, 4.8), 100  # 640 x 480 frames keep a 60-frame GIF well under 3 MB
 ROTATION = 70  # degrees the camera turns over one GIF: slow enough to follow the path
@@ -29,7 +29,7 @@ PALETTE_SIZE = 128  # colours shared by all frames: smooth enough for viridis, h
 SURFACE_FACETS = 25  # at most this many facets per axis: smooth enough, and large flat areas compress well
 TICKS = 5  # at most this many ticks per 3D axis: tick labels are most of a frame's drawing time
 HEAD_COLOUR = "#D55E00"  # the current point: vermillion stands out from viridis and from the white trail
-RACE_COLOURS = CONTOUR_COLOURS[1:]  # light colours read on viridis; white is kept for the start marker
+RACE_COLOURS = PATH_COLOURS  # the colours of the same runs in the PNGs and the pages
 ACCENTS = ["white", "black", HEAD_COLOUR, *RACE_COLOURS]  # small markers: exact entries of every palette
 
 

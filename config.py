@@ -57,6 +57,7 @@ class Config:
     # --- output and hardware ---
     output_dir: str = "figures"  # where every PNG, GIF, HTML and summary.json goes
     device: str = "auto"  # cpu | cuda | auto (CUDA when present)
+    threads: int = 1  # torch CPU threads; one is fastest for models this small, more only for big ones
     only: tuple = ()  # make only these output groups (e.g. --only=surfaces,html); empty = all
     skip: tuple = ()  # skip these output groups (e.g. --skip=gifs,curvature)
 
@@ -77,7 +78,7 @@ _MINIMA = [
     ("hidden_dim", 1, "an integer >= 1"), ("epochs", 1, "an integer >= 1"),
     ("vis_resolution", 2, "an integer >= 2"), ("curvature_every", 1, "an integer >= 1"),
     ("curvature_resolution", 0, "0 (off) or an integer >= 2"), ("gif_frames", 2, "an integer >= 2"),
-    ("gif_frame_ms", 10, "an integer >= 10 (milliseconds)"), ("noise", 0.0, "a number >= 0"),
+    ("gif_frame_ms", 10, "an integer >= 10 (milliseconds)"), ("threads", 1, "an integer >= 1"), ("noise", 0.0, "a number >= 0"),
     ("momentum", 0.0, "a number in [0, 1)"), ("compare_momentum", 0.0, "a number in [0, 1)"),
     ("grid_margin", 0.0, "a number >= 0"),
 ]

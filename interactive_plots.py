@@ -9,11 +9,12 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
 from outputs import write_text
+from plot_style import PATH_COLOURS
 
 ASSET_DIR = "assets"
 MAX_SLIDER_STEPS = 101  # more steps than this are subsampled, first and last kept
 LEGEND = dict(x=0.01, y=0.98, bgcolor="rgba(90, 90, 90, 0.25)")  # grey: the white path shows in it
-LINE_COLOURS = ["#FFFFFF", "#E69F00", "#56B4E9", "#CC79A7", "#009E73", "#D55E00", "#F0E442"]  # read on viridis
+LINE_COLOURS = PATH_COLOURS  # the colours of the same runs in the PNGs and GIFs
 
 
 def plotly_asset(out_dir) -> str:

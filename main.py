@@ -189,6 +189,7 @@ def run_pipeline(cfg: config.Config) -> dict:
     """Every stage in order; returns the summary that is also written to summary.json."""
     stages, out = Stages(), cfg.output_dir
     device = resolve_device(cfg.device)
+    torch.set_num_threads(cfg.threads)  # tiny matrices: extra threads mostly wait on each other
     remove_partial_files(out)
     torch.manual_seed(0)  # nothing should draw from it; fixed so an accidental draw is at least repeatable
     # 1. data and training

@@ -18,6 +18,9 @@ FIGSIZES = {"surface_3d": (8.5, 7.5), "contour": (8, 7), "comparison": (14, 6.5)
 # Okabe-Ito colours (colour-blind safe); yellow left out of the run colours: it vanishes on light grey
 RUN_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
 CONTOUR_COLOURS = ["white", "#E69F00", "#56B4E9", "#CC79A7", "#009E73", "#D55E00"]  # light ones read on viridis
+# Runs drawn on a surface (PNG, GIF and HTML alike): the same run gets the same colour everywhere, and
+# each reads on viridis and on white loss-curve panels.
+PATH_COLOURS = ["#E69F00", "#56B4E9", "#CC79A7", "#009E73", "#D55E00", "#F0E442", "#0072B2", "#FFFFFF"]
 LINESTYLES = ["-", "--", ":"]  # after seven runs the colours repeat with the next line style
 ARROW_COLOUR = "#E69F00"  # orange with a dark edge: stands out from white paths and from viridis
 START = dict(marker="o", ms=9, mfc="white", mec="black", mew=1.5, ls="none")

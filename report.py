@@ -229,7 +229,7 @@ def write_pages(out, results, written, summary) -> list:
 def index_numbers(summary: dict) -> dict:
     """The tables of index.html, read from summary.json's numbers."""
     numbers = {"final training loss (mean over seeds)": [
-        (kind, float(np.mean([r["final_loss"] for r in runs]))) for kind, runs in summary["runs"].items()]}
+        (kind, float(np.mean([r["final_loss"] for r in summary["runs"][kind]]))) for kind in ("logistic", "mlp")]}
     numbers["planes: explained variance, mean residual"] = [
         (name, f"{' + '.join(f'{100 * e:.1f}%' for e in p['explained_variance'] if e is not None)}; "
                f"{100 * p['residual_mean']:.1f}%") for name, p in summary["planes"].items()]
@@ -253,12 +253,13 @@ def print_report(summary: dict, written: list, out) -> None:
     """A compact table of the run's numbers and where to look next."""
     from pathlib import Path
     print()
-    for kind, runs in summary["runs"].items():
+    for kind in ("logistic", "mlp"):
+        runs = summary["runs"][kind]
         finals = np.array([r["final_loss"] for r in runs])
         accs = np.array([r["final_accuracy"] for r in runs])
         diverged = sum(r["diverged"] for r in runs)
-        print(f"  {kind:<16} final loss {finals.mean():.4g} ± {finals.std():.2g}   accuracy {accs.mean():.3f}   "
-              f"({len(runs)} runs" + (f", {diverged} diverged)" if diverged else ")"))
+        print(f"  {kind:<9} final loss over {len(runs)} seeds: mean {finals.mean():.4g}, std {finals.std():.2g}; "
+              f"accuracy {accs.mean():.3f}" + (f"  ({diverged} diverged)" if diverged else ""))
     if "optimizers" in summary:
         print(f"\n  {'optimiser':<14}{'initial':>9}{'final':>9}{'improv.':>9}{'path':>8}{'straight':>10}{'effic.':>8}")
         for label, s in summary["optimizers"].items():
@@ -270,9 +271,9 @@ def print_report(summary: dict, written: list, out) -> None:
         print(f"  plane {name:<15} explained {ev:<15} residual mean {p['residual_mean']:.3f}")
     for kind, c in summary.get("curvature", {}).items():
         if kind in ("mlp", "logistic"):
-            print(f"  curvature {kind:<11} λmax peak {c['lambda_max_peak']:.3f}   λmin lowest "
-                  f"{c['lambda_min_lowest']:.4f}   2/lr {c['edge_of_stability_2_over_lr']:.1f}")
-    print(f"\n  {len(written)} files in {out}/ in {summary['timings_s'].get('total', 0):.1f} s")
+            print(f"  curvature {kind:<11} λmax peak {c['lambda_max_peak']:.4g}   λmin lowest "
+                  f"{c['lambda_min_lowest']:.3g}   2/lr {c['edge_of_stability_2_over_lr']:.3g}")
+    print(f"\n  {len(written) + 1} files, summary.json included, in {out}/ in {summary['timings_s']['total']:.1f} s")
     index = Path(out) / "index.html"
     if index.exists():
         print(f"  open {index.resolve()}")

@@ -13,7 +13,7 @@ from matplotlib import colors, ticker  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from plot_style import (  # noqa: E402
-    ARROW_COLOUR, BLACK_EDGE, CONTOUR_COLOURS, CURVE_CAP, END, LINESTYLES, RUN_COLOURS, START, WHITE_EDGE,
+    ARROW_COLOUR, BLACK_EDGE, CONTOUR_COLOURS, CURVE_CAP, END, LINESTYLES, PATH_COLOURS, RUN_COLOURS, START,
     arrow_scale, contour_levels, draw_arrows, draw_background, draw_path, finish, finite_prefix, gap_note,
     legend_below, loss_label, marker_handles, new_figure, nonfinite_note, residual_note, set_plain_log,
     set_plane_axes, spread_indices, view_azimuth)
@@ -131,7 +131,7 @@ def plot_contour(surface, paths, grads, title, path, residual=None, n_arrows: in
 # ---------------------------------------------------------------- several runs on one plane
 
 def plot_runs(surface, runs, title, path, residual=None, log_curves=None):
-    """Several runs (list of PlanePath) on one shared plane over grey loss contours, beside their
+    """Several runs (list of PlanePath) on one shared plane over its loss contours, beside their
     recorded loss curves: the multi-seed, optimiser and learning-rate figures.
 
     Each end ★ marks that run's minimum; a diverged run ends at ✕ and says so in the legend.
@@ -139,14 +139,14 @@ def plot_runs(surface, runs, title, path, residual=None, log_curves=None):
     """
     fig = new_figure("comparison")
     plane_ax, curve_ax = fig.subplots(1, 2, width_ratios=[1.2, 1])
-    notes = draw_background(plane_ax, surface, cmap="Greys")
+    notes = draw_background(plane_ax, surface)
     notes += set_plane_axes(plane_ax, surface.alphas, surface.betas, surface.plane.axis_labels())
     firsts = np.array([np.asarray(run.losses, float)[0] for run in runs])
     cap = CURVE_CAP * np.max(firsts[np.isfinite(firsts)], initial=1e-12)
     low, high = (surface.alphas.min(), surface.betas.min()), (surface.alphas.max(), surface.betas.max())
     handles, outside = [], []
     for k, run in enumerate(runs):
-        colour, ls = RUN_COLOURS[k % len(RUN_COLOURS)], LINESTYLES[k // len(RUN_COLOURS) % len(LINESTYLES)]
+        colour, ls = PATH_COLOURS[k % len(PATH_COLOURS)], LINESTYLES[k // len(PATH_COLOURS) % len(LINESTYLES)]
         style = dict(color=colour, ls=ls)
         handle, coords = _draw_run(plane_ax, curve_ax, run, style, cap)
         handles.append(handle)
@@ -172,7 +172,7 @@ def _draw_run(plane_ax, curve_ax, run, style, cap):
     label = run.label
     if diverged:
         label += f" (diverged after epoch {steps[-1]:g})" if T else " (diverged at once)"
-    draw_path(plane_ax, coords, style["color"], None, WHITE_EDGE, style["ls"])
+    draw_path(plane_ax, coords, style["color"], None, BLACK_EDGE, style["ls"])
     handle = curve_ax.plot(steps, losses, lw=1.8, label=label, **style)[0]
     handle.diverged = diverged
     if diverged and T:
@@ -214,24 +214,24 @@ def _style_curves(ax, handles, log_curves, cap) -> list:
 # ---------------------------------------------------------------- curvature, embeddings, lines
 
 def plot_curvature(steps, lam_max, lam_min, lr, title, path, losses=None, loss_steps=None):
-    """Hessian extremes along a path: λ_max with the 2/lr line (Cohen et al. 2021) and the loss on a
-    twin axis above, λ_min below. steps (K,) are the eigenvalues' epochs; losses share them unless
+    """Hessian extremes along a path: λmax with the 2/lr line (Cohen et al. 2021) and the loss on a
+    twin axis above, λmin below. steps (K,) are the eigenvalues' epochs; losses share them unless
     loss_steps is given."""
     fig = new_figure("curvature")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[1.5, 1])
     lam_max = np.asarray(lam_max, dtype=float)
-    notes = nonfinite_note(lam_max, "λ_max values", "gaps")
-    notes += nonfinite_note(lam_min, "λ_min values", "gaps")
-    handles = top.plot(steps, lam_max, color="#0072B2", marker="o", ms=3, lw=1.8, label="λ_max (sharpness)")
+    notes = nonfinite_note(lam_max, "λmax values", "gaps")
+    notes += nonfinite_note(lam_min, "λmin values", "gaps")
+    handles = top.plot(steps, lam_max, color="#0072B2", marker="o", ms=3, lw=1.8, label="λmax (sharpness)")
     highest = np.max(lam_max[np.isfinite(lam_max)], initial=-np.inf)
     edge = 2.0 / lr
     if edge <= 1.5 * highest:
         handles.append(top.axhline(edge, color="#D55E00", ls="--", lw=1.5,
                                    label=f"2/lr = {edge:.3g} (edge of stability)"))
     else:  # far above the data: say so above the panel rather than squash the curve to the bottom
-        top.set_title(f"↑ 2/lr = {edge:.3g} (edge of stability) is off scale, far above λ_max", loc="left",
+        top.set_title(f"↑ 2/lr = {edge:.3g} (edge of stability) is off scale, far above λmax", loc="left",
                       color="#D55E00", fontsize=9)
-    top.set_ylabel("λ_max of the Hessian")
+    top.set_ylabel("λmax of the Hessian")
     if losses is not None:
         twin = top.twinx()
         handles += twin.plot(steps if loss_steps is None else loss_steps, losses, color="0.45", lw=1.5, ls="-.",
@@ -241,7 +241,7 @@ def plot_curvature(steps, lam_max, lam_min, lr, title, path, losses=None, loss_s
                frameon=False)
     bottom.plot(steps, lam_min, color="#009E73", marker="o", ms=3, lw=1.8)
     bottom.axhline(0, color="0.5", lw=0.8)
-    bottom.set_ylabel("λ_min of the Hessian\n(< 0: not locally convex)")
+    bottom.set_ylabel("λmin of the Hessian\n(< 0: not locally convex)")
     bottom.set_xlabel("epoch")
     top.grid(alpha=0.3)
     bottom.grid(alpha=0.3)
@@ -250,10 +250,10 @@ def plot_curvature(steps, lam_max, lam_min, lr, title, path, losses=None, loss_s
 
 
 def plot_edge_of_stability(runs, title, path):
-    """λ_max against epoch for runs at several learning rates, each beside its own 2/lr line.
+    """λmax against epoch for runs at several learning rates, each beside its own 2/lr line.
 
     runs: list of (steps (K,), lam_max (K,), lr, label). Under full-batch gradient descent
-    λ_max rises towards 2/lr and hovers there (Cohen et al. 2021); a 2/lr line far above every
+    λmax rises towards 2/lr and hovers there (Cohen et al. 2021); a 2/lr line far above every
     curve is named in a note instead of squashing the curves.
     """
     fig = new_figure("curvature")
@@ -263,14 +263,14 @@ def plot_edge_of_stability(runs, title, path):
     ceiling, off_scale = 1.35 * top, []
     for k, (steps, lam_max, lr, label) in enumerate(runs):
         colour = RUN_COLOURS[k % len(RUN_COLOURS)]
-        ax.plot(steps, lam_max, color=colour, lw=1.8, label=f"{label}: λ_max")
+        ax.plot(steps, lam_max, color=colour, lw=1.8, label=f"{label}: λmax")
         if 2.0 / lr <= ceiling:
             ax.axhline(2.0 / lr, color=colour, ls="--", lw=1.2, label=f"{label}: 2/lr = {2.0 / lr:.3g}")
         else:
             off_scale.append(f"{label}: 2/lr = {2.0 / lr:.3g}")
     ax.set_ylim(0, ceiling)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("λ_max of the Hessian (sharpness)")
+    ax.set_ylabel("λmax of the Hessian (sharpness)")
     ax.grid(alpha=0.3)
     legend_below(ax, ax.get_legend_handles_labels()[0], ncol=2)
     ax.set_title(title)
@@ -343,7 +343,7 @@ def plot_interpolation(ts, lines, title, path):
 
 
 def plot_eigen_ratio(alphas, betas, ratio, path_coords, axis_labels, title, path, surface=None):
-    """|λ_min / λ_max| over a plane grid (ratio[i, j] at (alphas[j], betas[i])) with the path on top.
+    """|λmin / λmax| over a plane grid (ratio[i, j] at (alphas[j], betas[i])) with the path on top.
 
     axis_labels: plane.axis_labels(). surface (optional): its loss contours, for orientation.
     """
@@ -354,7 +354,7 @@ def plot_eigen_ratio(alphas, betas, ratio, path_coords, axis_labels, title, path
     cmap = plt.get_cmap("cividis").with_extremes(bad="0.85")
     mesh = ax.pcolormesh(alphas, betas, np.ma.masked_invalid(ratio), cmap=cmap, vmin=0,
                          vmax=top if top > 0 else 1, shading="nearest")
-    fig.colorbar(mesh, ax=ax, pad=0.02).set_label("|λ_min / λ_max|  (near 0: close to convex)")
+    fig.colorbar(mesh, ax=ax, pad=0.02).set_label("|λmin / λmax|  (near 0: close to convex)")
     handles = [draw_path(ax, path_coords, "white", "training path", BLACK_EDGE)]
     if surface is not None:
         levels, is_log = contour_levels(surface.loss, n=10)
