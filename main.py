@@ -78,7 +78,7 @@ def model_factory(kind: str, data, cfg, device):
     return lambda seed: FlatModel(build_model(kind, data.n_features, cfg.hidden_dim, seed), device=device)
 
 
-def train_all(cfg, data, device) -> dict:
+def train_all(cfg, data, fms, device) -> dict:
     """Every run of the pipeline: both models over the seeds, the optimiser and learning-rate studies."""
     spec = OptimizerSpec(cfg.optimizer, cfg.optimizer, cfg.lr, cfg.momentum)
     jobs = [(kind, seed) for kind in ("logistic", "mlp") for seed in cfg.seed_list]
@@ -91,7 +91,6 @@ def train_all(cfg, data, device) -> dict:
                         batch_size=cfg.batch_size, seed=seed)
             run.label = f"seed {seed}"
             runs[kind].append(run)
-        reference = model_factory("mlp", data, cfg, device)(cfg.seed_list[0])
         studies = {
             "optimizers": [OptimizerSpec("SGD", "sgd", cfg.compare_sgd_lr),
                            OptimizerSpec("SGD+momentum", "sgd", cfg.compare_momentum_lr, cfg.compare_momentum),
@@ -100,7 +99,7 @@ def train_all(cfg, data, device) -> dict:
         }
         for name, specs in studies.items():
             if wants(cfg, name) or (name == "optimizers" and (wants(cfg, "gifs") or wants(cfg, "html"))):
-                runs[name] = train_optimizers(reference, data.X, data.y, specs, cfg.epochs,
+                runs[name] = train_optimizers(fms["mlp"], data.X, data.y, specs, cfg.epochs,
                                               batch_size=cfg.batch_size, seed=cfg.seed_list[0])
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
@@ -125,9 +124,8 @@ def build_landscape(fm, data, runs, cfg, with_grads=False) -> Landscape:
     return Landscape(surface, paths)
 
 
-def compute_landscapes(cfg, data, runs, device) -> dict:
+def compute_landscapes(cfg, data, runs, fm) -> dict:
     """Every plane the figures need, each evaluated once and shared by PNG, GIF and HTML."""
-    fm = {kind: model_factory(kind, data, cfg, device)(cfg.seed_list[0]) for kind in ("logistic", "mlp")}
     scapes = {}
     for kind in ("logistic", "mlp"):
         scapes[kind] = build_landscape(fm[kind], data, runs[kind][:1], cfg, with_grads=True)
@@ -139,10 +137,9 @@ def compute_landscapes(cfg, data, runs, device) -> dict:
     return scapes
 
 
-def compute_curvature(cfg, data, runs, scapes, device) -> dict:
+def compute_curvature(cfg, data, runs, scapes, fm) -> dict:
     """Hessian extremes along the MLP and logistic paths and the learning-rate runs; the convexity map."""
     import hessian
-    fm = {kind: model_factory(kind, data, cfg, device)(cfg.seed_list[0]) for kind in ("logistic", "mlp")}
     along = lambda kind, run: hessian.curvature_along(fm[kind], data.X, data.y, run.params,  # noqa: E731
                                                       every=cfg.curvature_every, method=cfg.hessian_method)
     curvature = {kind: along(kind, runs[kind][0]) for kind in ("mlp", "logistic")}
@@ -172,13 +169,13 @@ def compute_embeddings(runs) -> dict:
             "trust_pca": trustworthiness_score(points, pca), "trust_isomap": trustworthiness_score(points, isomap)}
 
 
-def compute_interpolation(cfg, data, runs, device, n_points: int = 61) -> dict:
+def compute_interpolation(data, runs, fm, n_points: int = 61) -> dict:
     """Loss along the straight line from each model's initial to its final weights."""
     ts = np.linspace(-0.25, 1.25, n_points)
     lines = {}
     for kind in ("logistic", "mlp"):
-        fm, run = model_factory(kind, data, cfg, device)(cfg.seed_list[0]), runs[kind][0]
-        loss, acc = interpolate_line(fm, data.X, data.y, run.params[0], run.final, ts)
+        run = runs[kind][0]
+        loss, acc = interpolate_line(fm[kind], data.X, data.y, run.params[0], run.final, ts)
         lines[kind] = (loss, acc)
     return {"ts": ts, "lines": lines}
 
@@ -195,14 +192,16 @@ def run_pipeline(cfg: config.Config) -> dict:
     # 1. data and training
     data = stages.run("data", lambda: make_dataset(cfg.dataset, cfg.n_samples, cfg.n_features, cfg.noise,
                                                    cfg.data_seed).to(device))
-    runs = stages.run("training", train_all, cfg, data, device)
+    # the functional view of each model (seed 0's initialisation): one loss function for every stage
+    fms = {kind: model_factory(kind, data, cfg, device)(cfg.seed_list[0]) for kind in ("logistic", "mlp")}
+    runs = stages.run("training", train_all, cfg, data, fms, device)
     # 2. planes, surfaces, gradients; curvature; embeddings; interpolation
-    scapes = stages.run("surfaces", compute_landscapes, cfg, data, runs, device)
-    curvature = stages.run("curvature", compute_curvature, cfg, data, runs, scapes, device) \
+    scapes = stages.run("surfaces", compute_landscapes, cfg, data, runs, fms)
+    curvature = stages.run("curvature", compute_curvature, cfg, data, runs, scapes, fms) \
         if wants(cfg, "curvature") or wants(cfg, "eigen_ratio") else {}
     embeddings = stages.run("embeddings", compute_embeddings, runs["mlp"]) \
         if wants(cfg, "isomap") and len(runs["mlp"]) > 1 else {}
-    lines = stages.run("interpolation", compute_interpolation, cfg, data, runs, device) \
+    lines = stages.run("interpolation", compute_interpolation, data, runs, fms) \
         if wants(cfg, "interpolation") else {}
     # 3. figures, animations, pages, summary
     results = dict(cfg=cfg, runs=runs, scapes=scapes, curvature=curvature, embeddings=embeddings, lines=lines)
