@@ -30,6 +30,36 @@ class MLP(nn.Module):
 
 
 MODEL_KINDS = ("logistic", "mlp")
+LOSSES = ("bce", "ce", "mse")  # binary cross-entropy with logits | multi-class cross-entropy | squared error
+
+
+def loss_from_logits(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The one loss of the project: mean over the sample axis of logits (..., n) or (..., n, C) -> (...).
+
+    bce: logits (..., n), 0/1 float labels; ce: logits (..., n, C), integer labels in [0, C);
+    mse: outputs (..., n), float targets. Leading axes (grid points, batches) are kept.
+    """
+    if kind == "bce":  # softplus(z) - y z: the stable form of F.binary_cross_entropy_with_logits
+        return (F.softplus(logits) - logits * y).mean(dim=-1)
+    if kind == "ce":
+        log_p = torch.log_softmax(logits, dim=-1)  # (..., n, C)
+        picked = log_p.gather(-1, y.long().expand(*log_p.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+        return -picked.mean(dim=-1)
+    if kind == "mse":
+        return ((logits - y) ** 2).mean(dim=-1)
+    raise ValueError(f"unknown loss {kind!r}: expected one of {', '.join(LOSSES)}")
+
+
+def metric_from_logits(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Accuracy (bce: z > 0; ce: argmax) or R² (mse) over the sample axis, same shapes as loss_from_logits."""
+    if kind == "bce":
+        return ((logits > 0).to(y.dtype) == y).to(torch.float32).mean(dim=-1)
+    if kind == "ce":
+        return (logits.argmax(dim=-1) == y.long()).to(torch.float32).mean(dim=-1)
+    if kind == "mse":
+        total = ((y - y.mean()) ** 2).sum().clamp_min(torch.finfo(logits.dtype).tiny)
+        return 1 - ((logits - y) ** 2).sum(dim=-1) / total
+    raise ValueError(f"unknown loss {kind!r}: expected one of {', '.join(LOSSES)}")
 
 
 def build_model(kind: str, n_features: int, hidden_dim: int = 32, seed: int = 0) -> nn.Module:
@@ -60,8 +90,9 @@ class FlatModel:
     """
 
     def __init__(self, module: nn.Module, loss: str = "bce", device=None):
-        if loss != "bce":
-            raise ValueError(f"unknown loss {loss!r}: only 'bce' (binary cross-entropy with logits)")
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}: expected one of {', '.join(LOSSES)}")
+        self.loss_kind = loss
         device = torch.device(device) if device is not None else next(module.parameters()).device
         self.module = copy.deepcopy(module).to(device).eval()
         self.device = device
@@ -81,11 +112,12 @@ class FlatModel:
         return functional_call(self.module, (self.unflatten(theta), self.buffers), (X,))
 
     def loss(self, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean binary cross-entropy with logits over (X, y): the one loss of the project."""
-        return F.binary_cross_entropy_with_logits(self.logits(theta, X), y)
+        """The model's loss (loss_from_logits of its kind) over (X, y): the one loss of the project."""
+        return loss_from_logits(self.loss_kind, self.logits(theta, X), y)
 
     def accuracy(self, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return ((self.logits(theta, X) > 0).to(y.dtype) == y).to(torch.float32).mean()
+        """Accuracy for bce and ce, R² for mse."""
+        return metric_from_logits(self.loss_kind, self.logits(theta, X), y)
 
     def losses(self, thetas: torch.Tensor, X, y, chunk: int = 256) -> torch.Tensor:
         """loss for each row of thetas (K, D) -> (K,), chunked so memory stays bounded."""
