@@ -18,8 +18,12 @@ class Config:
     n_features: int = 10  # input features of 'classification' (moons, circles: 2; breast_cancer: 30)
     noise: float = 0.1  # label noise (classification) or point jitter (moons, circles)
     data_seed: int = 0  # seed of the data set draw, fixed across model seeds
+    n_classes: int = 2  # classes of 'classification' (2: binary cross-entropy; more: cross-entropy)
+    data: str = ""  # your own data: a .csv (last column = label) or .npz (arrays X, y); replaces dataset
+    loss: str = "auto"  # auto (from the labels) | bce | ce | mse
 
     # --- models ---
+    model: str = "mlp"  # mlp | cnn | path/to/file.py:function; logistic regression runs beside it as the convex baseline
     hidden_dim: int = 32  # width of the MLP's hidden layer
 
     # --- training ---
@@ -27,7 +31,7 @@ class Config:
     lr: float = 0.05  # learning rate of the main runs
     optimizer: str = "sgd"  # sgd | adam, for the main runs
     momentum: float = 0.0  # SGD momentum of the main runs
-    batch_size: typing.Optional[int] = None  # None = full batch (gradient descent)
+    batch_size: typing.Optional[int] = 32  # mini-batch size of the main runs; None = full batch (gradient descent)
     seed_list: tuple = tuple(range(10))  # one run per seed: different initialisations
 
     # --- optimiser comparison (one shared initialisation) ---
@@ -38,9 +42,10 @@ class Config:
 
     # --- learning-rate sensitivity ---
     lr_list: tuple = (0.1, 0.5, 1.0, 2.0)  # SGD learning rates drawn on one plane
+    study_batch_size: typing.Optional[int] = None  # batch size of the optimiser and learning-rate studies; None = full batch (edge of stability)
 
     # --- landscape geometry ---
-    direction_norm: str = "filter"  # filter | layer | none: rescaling of the plane's directions
+    direction_norm: str = "none"  # none: orthonormal PCA plane (Li et al.'s trajectory plots) | filter | layer: PCA directions rescaled per filter (the seed's method)
     ignore_bias: bool = False  # zero the bias part of the directions instead of rescaling it
     vis_resolution: int = 50  # grid points per axis of every loss surface
     grid_margin: float = 0.25  # extra room around the paths, as a fraction of their extent
@@ -58,6 +63,8 @@ class Config:
     output_dir: str = "figures"  # where every PNG, GIF, HTML and summary.json goes
     device: str = "auto"  # cpu | cuda | auto (CUDA when present)
     threads: int = 1  # torch CPU threads; one is fastest for models this small, more only for big ones
+    eval_batch_size: typing.Optional[int] = None  # samples per batch of every full-data evaluation (loss, surface, gradient, Hessian); None = all at once
+    cache_dir: str = ".cache"  # computation stages cached here (--no-cache ignores it; make clean removes it)
     only: tuple = ()  # make only these output groups (e.g. --only=surfaces,html); empty = all
     skip: tuple = ()  # skip these output groups (e.g. --skip=gifs,curvature)
 
@@ -66,6 +73,7 @@ CHOICES = {
     "dataset": ("classification", "moons", "circles", "breast_cancer"),
     "optimizer": ("sgd", "adam"),
     "direction_norm": ("filter", "layer", "none"),
+    "loss": ("auto", "bce", "ce", "mse"),
     "hessian_method": ("auto", "exact", "lanczos", "power"),
     "device": ("cpu", "cuda", "auto"),
 }
