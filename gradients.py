@@ -1,4 +1,4 @@
-"""Gradients of the loss surface with respect to the plane coordinates (a, b)."""
+"""Gradients of the loss surface in plane coordinates (a, b), and the arrows of where descent goes next."""
 from __future__ import annotations
 
 import numpy as np
@@ -19,3 +19,16 @@ def plane_gradients(fm, X, y, points: torch.Tensor, plane: Plane, chunk: int = 1
     basis = torch.stack([plane.u, plane.v], dim=1)  # (D, 2)
     parts = [batched_grad(points[i:i + chunk], X, y) @ basis for i in range(0, len(points), chunk)]
     return torch.cat(parts).detach().cpu().numpy()
+
+
+def descent_arrows(fm, X, y, points: torch.Tensor, plane: Plane, chunk: int = 128) -> np.ndarray:
+    """Where descent goes next, in plane coordinates: (N, D) -> (N, 2) = -G⁻¹ (g·u, g·v), G = [u v]ᵀ[u v].
+
+    The least-squares projection of -g onto the plane, so for full-batch gradient descent it is
+    parallel to the next step c[t+1] - c[t] on any plane; -(g·u, g·v) alone is not when u, v
+    are not orthonormal (filter-normalised planes).
+    """
+    basis = plane.basis().double()  # (D, 2)
+    along = torch.as_tensor(plane_gradients(fm, X, y, points, plane, chunk), dtype=torch.float64)  # (N, 2)
+    gram = (basis.T @ basis).cpu()  # (2, 2)
+    return -torch.linalg.solve(gram, along.T).T.numpy()

@@ -13,10 +13,11 @@ from filter_norm import normalize_direction, random_direction
 class Plane:
     """The points center + a*u + b*v of weight space."""
     center: torch.Tensor  # (D,)
-    u: torch.Tensor  # (D,) first direction (normalised: neither unit nor orthogonal to v)
+    u: torch.Tensor  # (D,) first direction (orthonormal with v, unless filter-normalised)
     v: torch.Tensor  # (D,)
-    kind: str  # "pca" or "random"
+    kind: str  # "pca", "random", "minima" or "eigen"
     explained: tuple = (float("nan"), float("nan"))  # variance ratio of each PCA direction
+    names: tuple = ("direction 1", "direction 2")  # axis names of the kinds without explained variance
 
     def points(self, coords) -> torch.Tensor:
         """Weights at plane coordinates (N, 2) -> (N, D)."""
@@ -26,7 +27,15 @@ class Plane:
     def axis_labels(self) -> tuple:
         if self.kind == "pca":
             return tuple(f"PC{i + 1} ({100 * r:.1f}%)" for i, r in enumerate(self.explained))
-        return ("random direction 1", "random direction 2")
+        return self.names
+
+    def to(self, dtype) -> "Plane":
+        return Plane(self.center.to(dtype), self.u.to(dtype), self.v.to(dtype), self.kind, self.explained,
+                     self.names)
+
+    def basis(self) -> torch.Tensor:
+        """[u v] as a (D, 2) matrix."""
+        return torch.stack([self.u, self.v], dim=1)
 
 
 def check_points(points: torch.Tensor, dim: int | None = None, what: str = "points") -> torch.Tensor:
@@ -78,7 +87,34 @@ def random_plane(center: torch.Tensor, layout, seed: int = 0, norm: str = "filte
     """Two seeded, filter-normalised Gaussian directions through center (Li et al. 2018)."""
     u = random_direction(center, layout, seed, norm, ignore_bias)
     v = random_direction(center, layout, seed + 1, norm, ignore_bias)
-    return Plane(center.clone(), u, v, "random")
+    return Plane(center.clone(), u, v, "random", names=("random direction 1", "random direction 2"))
+
+
+def shared_plane(trajectories, center: torch.Tensor) -> Plane:
+    """One orthonormal plane through center (e.g. the runs' common initialisation) that covers several runs.
+
+    Each run's displacements from center are weighted by 1/sqrt(its checkpoints), so every run
+    counts equally in the least-squares fit however long it trained: a run that stopped early
+    is not left off the plane by one that went on.
+    """
+    parts = [(t.params - center).double() / len(t) ** 0.5 for t in trajectories]
+    return pca_plane(torch.cat(parts) + center.double(), center.double()).to(center.dtype)
+
+
+def minima_plane(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> Plane:
+    """The plane through three weight vectors (Garipov et al. 2018), centred on their mean, orthonormal.
+
+    All three lie in it exactly, so the surface there is each minimum's own loss.
+    """
+    center = (a + b + c) / 3
+    e1 = (b - a).double()
+    e1 = e1 / e1.norm()
+    e2 = (c - a).double()
+    e2 = e2 - (e2 @ e1) * e1  # Gram-Schmidt: the part of c - a not along b - a
+    if e2.norm() <= 1e-5 * (c - a).double().norm():  # float32 weights: rounding leaves ~1e-7
+        raise ValueError("the three points are collinear: they span no plane")
+    e2 = e2 / e2.norm()
+    return Plane(center, e1.to(a.dtype), e2.to(a.dtype), "minima", names=("direction 1", "direction 2"))
 
 
 def project(points: torch.Tensor, plane: Plane):
@@ -88,7 +124,7 @@ def project(points: torch.Tensor, plane: Plane):
     residual (N,) = ‖p - (center + a u + b v)‖ / ‖p - center‖ (0 for p == center).
     """
     check_points(points, plane.center.shape[0])
-    basis = torch.stack([plane.u, plane.v], dim=1).double()  # (D, 2)
+    basis = plane.basis().double()  # (D, 2)
     disp = (points - plane.center).double()  # (N, D)
     coords = torch.linalg.solve(basis.T @ basis, basis.T @ disp.T).T  # (N, 2)
     off = (disp - coords @ basis.T).norm(dim=1)

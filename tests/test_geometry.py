@@ -148,3 +148,65 @@ def test_grid_covers_every_point_with_one_range_for_both_axes():
         grid_for(coords, 1)
     with pytest.raises(ValueError, match="non-finite"):
         grid_for(np.array([[np.nan, 0.0]]), 5)
+
+
+def _angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return np.degrees(np.arccos(np.clip(cos, -1, 1)))
+
+
+@pytest.mark.parametrize("norm", ["filter", "none"])
+def test_descent_arrows_point_along_the_next_gradient_descent_step(tiny_run, tiny_mlp, tiny_data, norm):
+    from gradients import descent_arrows
+    plane = pca_plane(tiny_run.params, tiny_run.final, tiny_mlp.layout, norm=norm)
+    coords, _ = project(tiny_run.params, plane)
+    arrows = descent_arrows(tiny_mlp, tiny_data.X, tiny_data.y, tiny_run.params[:-1], plane)
+    steps = np.diff(coords, axis=0)  # c[t+1] - c[t] for full-batch gradient descent
+    assert _angles_deg(arrows, steps).max() < 1.0
+    # the length matches too: the step is lr times the projected descent direction
+    assert np.allclose(steps, 0.5 * arrows, rtol=1e-3, atol=1e-6)
+    if norm == "filter":  # the old arrows -(g·u, g·v) miss the step on a non-orthogonal plane
+        old = -plane_gradients(tiny_mlp, tiny_data.X, tiny_data.y, tiny_run.params[:-1], plane)
+        assert _angles_deg(old, steps).max() > 1.0
+
+
+def test_default_trajectory_plane_is_orthonormal_and_holds_the_path(tiny_run, tiny_mlp):
+    import config
+    plane = pca_plane(tiny_run.params, tiny_run.final, tiny_mlp.layout, norm=config.Config().direction_norm)
+    gram = (plane.basis().T @ plane.basis()).double()
+    assert torch.allclose(gram, torch.eye(2, dtype=torch.float64), atol=1e-5)
+    _, residual = project(tiny_run.params, plane)
+    assert residual.mean() < 0.05
+
+
+def test_minima_plane_passes_through_all_three_points_and_the_surface_is_their_loss(tiny_mlp, tiny_data):
+    from models import FlatModel, build_model
+    from projection import minima_plane
+    from training import OptimizerSpec, train
+    runs = [train(FlatModel(build_model("mlp", 4, 5, seed=s)), tiny_data.X, tiny_data.y,
+                  OptimizerSpec("gd", "sgd", 0.5), 10) for s in range(3)]
+    plane = minima_plane(*(r.final for r in runs))
+    gram = (plane.basis().T @ plane.basis()).double()
+    assert torch.allclose(gram, torch.eye(2, dtype=torch.float64), atol=1e-5)
+    coords, residual = project(torch.stack([r.final for r in runs]), plane)
+    assert residual.max() < 1e-5
+    surface, _ = evaluate_points(tiny_mlp, tiny_data.X, tiny_data.y, plane, coords)
+    assert np.allclose(surface, [r.losses[-1].item() for r in runs], atol=1e-5)
+    with pytest.raises(ValueError, match="collinear"):
+        minima_plane(runs[0].final, runs[1].final, 2 * runs[1].final - runs[0].final)
+
+
+def test_shared_plane_passes_through_its_centre_and_covers_every_run(tiny_mlp, tiny_data):
+    from projection import shared_plane
+    from training import OptimizerSpec, train_optimizers
+    specs = [OptimizerSpec("sgd", "sgd", 0.5), OptimizerSpec("adam", "adam", 0.05)]
+    runs = train_optimizers(tiny_mlp, tiny_data.X, tiny_data.y, specs, 15)
+    plane = shared_plane(runs, tiny_mlp.theta0)
+    assert torch.equal(plane.center, tiny_mlp.theta0)
+    gram = (plane.basis().T @ plane.basis()).double()
+    assert torch.allclose(gram, torch.eye(2, dtype=torch.float64), atol=1e-5)
+    # the best plane through the centre for these points: no other orthonormal pair fits them better
+    points = torch.cat([(r.params - plane.center) / len(r) ** 0.5 for r in runs]).double()
+    kept = (points @ plane.basis().double()).norm() ** 2
+    _, s, _ = torch.linalg.svd(points, full_matrices=False)
+    assert kept.item() == pytest.approx((s[:2] ** 2).sum().item(), rel=1e-6)
