@@ -27,11 +27,11 @@ class Config:
     hidden_dim: int = 32  # width of the MLP's hidden layer
 
     # --- training ---
-    epochs: int = 100  # passes over the training set; one checkpoint per epoch
-    lr: float = 0.05  # learning rate of the main runs
+    epochs: int = 300  # passes over the training set; one checkpoint per epoch (300 full-batch steps reach a minimum)
+    lr: float = 0.5  # learning rate of the main runs
     optimizer: str = "sgd"  # sgd | adam, for the main runs
     momentum: float = 0.0  # SGD momentum of the main runs
-    batch_size: typing.Optional[int] = 32  # mini-batch size of the main runs; None = full batch (gradient descent)
+    batch_size: typing.Optional[int] = None  # mini-batch size of the main runs; None = full batch (gradient descent)
     seed_list: tuple = tuple(range(10))  # one run per seed: different initialisations
 
     # --- optimiser comparison (one shared initialisation) ---
@@ -52,7 +52,7 @@ class Config:
 
     # --- curvature ---
     hessian_method: str = "auto"  # auto | exact | lanczos | power
-    curvature_every: int = 1  # Hessian eigenvalues at every k-th checkpoint
+    curvature_every: int = 3  # Hessian eigenvalues at every k-th checkpoint
     curvature_resolution: int = 11  # grid of the |λmin/λmax| map per axis; 0 turns it off
 
     # --- animation ---
