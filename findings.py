@@ -1,0 +1,153 @@
+"""Headline findings of a run in plain sentences, written from summary.json's numbers."""
+from __future__ import annotations
+
+import math
+
+REACHED = 0.9  # λmax within 10% of 2/lr counts as reaching the stability line (it hovers there, Cohen et al.)
+CONVEX_TOL = 1e-4  # |λmin| below this share of λmax is rounding noise: the model reads as convex
+MAX_FINDINGS = 6
+
+
+def readable(x) -> str:
+    """A number rounded for reading: 3 significant digits, integers from 100 on, 2.8e-7 for tiny values."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    x = float(x)
+    if x == 0:
+        return "0"
+    if abs(x) >= 100:
+        return f"{round(x):,}"
+    if abs(x) < 1e-3:
+        mantissa, exponent = f"{x:.1e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return f"{x:.3g}"
+
+
+def percent(fraction) -> str:
+    """0.0312 -> '3.1%'; one decimal below 10%, whole percents above."""
+    if fraction is None or not math.isfinite(fraction):
+        return "n/a"
+    value = 100 * fraction
+    return f"{value:.1f}%" if abs(value) < 10 else f"{value:.0f}%"
+
+
+def eigen_text(lam_min, lam_max) -> str:
+    """λmin for reading: '≈ 0 (convex)' when it is rounding noise next to λmax."""
+    if lam_min is not None and lam_max and abs(lam_min) <= CONVEX_TOL * abs(lam_max):
+        return "≈ 0 (convex)"
+    return readable(lam_min)
+
+
+def headline_findings(summary: dict) -> list[str]:
+    """Up to MAX_FINDINGS sentences; a finding whose numbers are missing is left out."""
+    writers = (final_loss_finding, convexity_finding, optimizer_finding, stability_finding, plane_finding,
+               barrier_finding)
+    sentences = []
+    for write in writers:
+        try:
+            sentence = write(summary)
+        except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError):
+            sentence = None  # a stage was skipped or a number is null: no sentence rather than a wrong one
+        if sentence:
+            sentences.append(sentence)
+    return sentences[:MAX_FINDINGS]
+
+
+def final_loss_finding(summary: dict) -> str | None:
+    """Where the main model and the logistic baseline ended, averaged over seeds."""
+    runs = summary["runs"]
+    parts = []
+    for kind, name in (("mlp", "the main model"), ("logistic", "logistic regression")):
+        finals = [r["final_loss"] for r in runs.get(kind, []) if r.get("final_loss") is not None]
+        if finals:
+            accs = [r["final_accuracy"] for r in runs[kind] if r.get("final_accuracy") is not None]
+            acc = f" (accuracy {percent(sum(accs) / len(accs))})" if accs else ""
+            seeds = f", mean of {len(finals)} seeds" if len(finals) > 1 else ""
+            parts.append(f"{name} to {readable(sum(finals) / len(finals))}{acc}{seeds}")
+    return f"Training loss fell: {' and '.join(parts)}." if parts else None
+
+
+def convexity_finding(summary: dict) -> str | None:
+    """λmin of each model: ≈ 0 for a convex model, clearly negative for a non-convex one."""
+    curvature = summary["curvature"]
+    parts = []
+    for kind, name in (("logistic", "logistic regression"), ("mlp", "the main model")):
+        c = curvature.get(kind)
+        if c and c.get("lambda_min_lowest") is not None:
+            text = eigen_text(c["lambda_min_lowest"], c.get("lambda_max_peak"))
+            shape = "" if "convex" in text else (" (non-convex)" if c["lambda_min_lowest"] < 0 else "")
+            parts.append(f"{name} {text}{shape}")
+    return f"Lowest Hessian eigenvalue λmin along the path: {'; '.join(parts)}." if parts else None
+
+
+def directness(efficiency: float) -> str:
+    return "almost straight" if efficiency >= 0.8 else "fairly directly" if efficiency >= 0.5 else "winding"
+
+
+def optimizer_finding(summary: dict) -> str | None:
+    """The optimiser that ended lowest, and how straight its path was (straight distance / path length)."""
+    finished = {label: s for label, s in summary["optimizers"].items()
+                if not s.get("diverged") and s.get("final_loss") is not None}
+    if not finished:
+        return None
+    best = min(finished, key=lambda label: finished[label]["final_loss"])
+    others = ", ".join(f"{label} {readable(s['final_loss'])}" for label, s in finished.items() if label != best)
+    s = finished[best]
+    way = f", {directness(s['efficiency'])} (efficiency {readable(s['efficiency'])})" \
+        if s.get("efficiency") is not None else ""
+    diverged = [label for label, run in summary["optimizers"].items() if run.get("diverged")]
+    return (f"{best} ended lowest at loss {readable(s['final_loss'])}{way}"
+            + (f"; {others}" if others else "") + (f"; {', '.join(diverged)} diverged" if diverged else "") + ".")
+
+
+def stability_finding(summary: dict) -> str | None:
+    """Whether sharpness λmax climbed to the stability line 2/lr, per learning rate."""
+    runs = summary["curvature"].get("lr_sensitivity") or {}
+    rows = [(c["lr"], c["lambda_max_peak"], c["stability_line"]) for c in runs.values()
+            if c.get("stability_line") and c.get("lambda_max_peak") is not None]
+    if not rows:
+        c = summary["curvature"]["mlp"]
+        if not c.get("stability_line") or c.get("lambda_max_peak") is None:
+            return None
+        return (f"λmax of the main model peaked at {readable(c['lambda_max_peak'])}, "
+                f"{percent(c['lambda_max_peak'] / c['stability_line'])} of its stability line "
+                f"{c.get('stability_label') or 'of ' + readable(c['stability_line'])}.")
+    rows.sort()
+    reached = [lr for lr, peak, line in rows if peak >= REACHED * line]
+    detail = "; ".join(f"lr {readable(lr)}: peak {readable(peak)} vs {readable(line)}" for lr, peak, line in rows)
+    if not reached:
+        return f"λmax stayed below the stability line 2/lr at every learning rate ({detail})."
+    return (f"λmax reached the stability line 2/lr at lr {', '.join(readable(lr) for lr in reached)} "
+            f"and stayed below it elsewhere ({detail})." if len(reached) < len(rows) else
+            f"λmax reached the stability line 2/lr at every learning rate ({detail}).")
+
+
+def plane_finding(summary: dict) -> str | None:
+    """How much of the main path its own plane holds, and which runs of shared planes are only shadows."""
+    planes = summary["planes"]
+    parts = []
+    own = planes.get("mlp", {}).get("runs", {})
+    if own:
+        worst = max(r["residual_mean"] for r in own.values())
+        parts.append(f"the main path stays within {percent(worst)} of its PCA plane (mean off-plane residual)")
+    shadows = [f"{label} on the {name} plane ({percent(r['residual_mean'])} off)" for name, plane in planes.items()
+               for label, r in plane.get("runs", {}).items() if r.get("drawn") == "shadow"]
+    if shadows:
+        parts.append("drawn as dashed shadows, off their plane: " + ", ".join(shadows))
+    elif any(p.get("runs") for name, p in planes.items() if name != "mlp"):
+        parts.append("every run of the shared planes lies on its plane")
+    return (parts[0][0].upper() + "; ".join(parts)[1:] + ".") if parts else None
+
+
+def barrier_finding(summary: dict) -> str | None:
+    """The largest loss barrier on the straight line between two seeds' minima."""
+    pairs = {pair: c for pair, c in summary["mode_connectivity"].items() if c.get("barrier") is not None}
+    if not pairs:
+        return None
+    pair = max(pairs, key=lambda p: pairs[p]["barrier"])
+    barrier, ends = pairs[pair]["barrier"], pairs[pair]["end_losses"]
+    end = sum(ends) / len(ends)
+    verdict = ("separate basins" if barrier > end else "linearly connected" if barrier < 0.1 * max(end, 1e-3)
+               else "a low ridge between them")
+    return (f"Between seeds' minima the straight line rises at most {readable(barrier)} above its ends "
+            f"({pair}, end losses about {readable(end)}): {verdict}.")

@@ -1,0 +1,94 @@
+"""Headline findings follow the run's numbers, round them for reading and skip what is missing."""
+import copy
+
+import pytest
+
+import findings
+
+
+def summary_a() -> dict:
+    run = lambda loss, acc: {"label": "seed 0", "final_loss": loss, "final_accuracy": acc}  # noqa: E731
+    curv = lambda peak, line, lr: {"lambda_max_peak": peak, "stability_line": line, "lr": lr,  # noqa: E731
+                                   "lambda_min_lowest": -0.2}
+    return {
+        "runs": {"mlp": [run(0.05, 0.98), run(0.07, 0.96)], "logistic": [run(0.31, 0.88)]},
+        "curvature": {"mlp": {"lambda_max_peak": 9.5, "lambda_min_lowest": -0.42, "stability_line": 10.0,
+                              "stability_label": "2/lr = 10"},
+                      "logistic": {"lambda_max_peak": 0.9, "lambda_min_lowest": -2.8e-7},
+                      "lr_sensitivity": {"SGD lr=0.05": curv(3.1, 40.0, 0.05), "SGD lr=0.5": curv(3.9, 4.0, 0.5)}},
+        "optimizers": {"SGD": {"final_loss": 0.2, "efficiency": 0.9, "diverged": False},
+                       "Adam": {"final_loss": 0.01, "efficiency": 0.35, "diverged": False},
+                       "SGD+momentum": {"final_loss": None, "efficiency": None, "diverged": True}},
+        "planes": {"mlp": {"runs": {"seed 0": {"residual_mean": 0.031, "drawn": "surface"}}},
+                   "optimizers": {"runs": {"SGD": {"residual_mean": 0.02, "drawn": "surface"},
+                                           "Adam": {"residual_mean": 0.45, "drawn": "shadow"}}}},
+        "mode_connectivity": {"seed 0 - seed 1": {"barrier": 0.4, "end_losses": [0.05, 0.07], "max_loss": 0.46},
+                              "seed 0 - seed 2": {"barrier": 0.02, "end_losses": [0.05, 0.06], "max_loss": 0.08}},
+    }
+
+
+def text_of(summary) -> str:
+    return "\n".join(findings.headline_findings(summary))
+
+
+@pytest.mark.parametrize("x, expected", [(0.123456, "0.123"), (12.3456, "12.3"), (1.0, "1"), (2.5, "2.5"),
+                                         (1234.5, "1,234"), (100.4, "100"), (0.0123456, "0.0123"),
+                                         (-2.8e-7, "-2.8e-7"), (3.04e-5, "3e-5"), (0.0, "0"), (-0.0, "0"),
+                                         (None, "n/a"), (float("nan"), "n/a"), (float("inf"), "n/a"), (7, "7")])
+def test_readable_rounds_for_reading(x, expected):
+    assert findings.readable(x) == expected
+
+
+@pytest.mark.parametrize("lam_min, lam_max, expected", [(-2.8e-7, 0.9, "≈ 0 (convex)"), (0.0, 3.0, "≈ 0 (convex)"),
+                                                        (-0.42, 9.5, "-0.42"), (-1e-3, 0.9, "-0.001"), (-4e-4, 0.9, "-4e-4")])
+def test_eigen_text_calls_rounding_noise_convex(lam_min, lam_max, expected):
+    assert findings.eigen_text(lam_min, lam_max) == expected
+
+
+def test_findings_state_the_run_numbers():
+    lines = findings.headline_findings(summary_a())
+    assert 3 <= len(lines) <= 6
+    text = "\n".join(lines)
+    assert "the main model to 0.06 (accuracy 97%), mean of 2 seeds" in text and "logistic regression to 0.31" in text
+    assert "logistic regression ≈ 0 (convex)" in text and "the main model -0.42 (non-convex)" in text
+    assert "Adam ended lowest at loss 0.01, winding (efficiency 0.35)" in text and "SGD+momentum diverged" in text
+    assert "reached the stability line 2/lr at lr 0.5 and stayed below it elsewhere" in text
+    assert "within 3.1% of its PCA plane" in text and "Adam on the optimizers plane (45% off)" in text
+    assert "rises at most 0.4 above its ends (seed 0 - seed 1" in text and "separate basins" in text
+
+
+def test_findings_change_when_the_numbers_change():
+    b = copy.deepcopy(summary_a())
+    b["optimizers"]["SGD"]["final_loss"] = 0.001  # SGD now ends lowest
+    b["curvature"]["lr_sensitivity"]["SGD lr=0.5"]["lambda_max_peak"] = 2.0  # no run reaches 2/lr
+    b["curvature"]["logistic"]["lambda_min_lowest"] = -0.3  # no longer convex
+    b["planes"]["optimizers"]["runs"]["Adam"]["drawn"] = "surface"
+    b["mode_connectivity"] = {"seed 0 - seed 1": {"barrier": 0.001, "end_losses": [0.05, 0.07]}}
+    a_text, b_text = text_of(summary_a()), text_of(b)
+    assert a_text != b_text
+    assert "SGD ended lowest at loss 0.001, almost straight (efficiency 0.9)" in b_text
+    assert "stayed below the stability line 2/lr at every learning rate" in b_text
+    assert "logistic regression -0.3 (non-convex)" in b_text
+    assert "every run of the shared planes lies on its plane" in b_text and "shadow" not in b_text
+    assert "linearly connected" in b_text
+
+
+def test_missing_keys_drop_only_their_finding():
+    assert findings.headline_findings({}) == []
+    partial = summary_a()
+    del partial["optimizers"], partial["mode_connectivity"]
+    partial["curvature"] = {"mlp": {"lambda_max_peak": None}}  # a skipped stage leaves nulls
+    text = text_of(partial)
+    assert "ended lowest" not in text and "barrier" not in text and "λmax" not in text
+    assert "Training loss fell" in text and "PCA plane" in text
+
+
+def test_stability_falls_back_to_the_main_run_without_the_lr_study():
+    s = summary_a()
+    del s["curvature"]["lr_sensitivity"]
+    assert "peaked at 9.5, 95% of its stability line 2/lr = 10" in text_of(s)
+
+
+def test_findings_module_draws_nothing():
+    source = open(findings.__file__, encoding="utf-8").read()
+    assert not any(f"import {name}" in source for name in ("matplotlib", "plotly", "torch", "numpy"))
