@@ -53,11 +53,17 @@ def headline_findings(summary: dict) -> list[str]:
     return sentences[:MAX_FINDINGS]
 
 
+def model_name(summary: dict) -> str:
+    """'the MLP', 'the CNN', or 'the model' for a user's own module (group "mlp" holds the main model)."""
+    kind = summary.get("model", {}).get("kind", "mlp")
+    return {"mlp": "the MLP", "cnn": "the CNN"}.get(kind, "the model")
+
+
 def final_loss_finding(summary: dict) -> str | None:
     """Where the main model and the logistic baseline ended, averaged over seeds."""
     runs = summary["runs"]
     parts = []
-    for kind, name in (("mlp", "the main model"), ("logistic", "logistic regression")):
+    for kind, name in (("mlp", model_name(summary)), ("logistic", "logistic regression")):
         finals = [r["final_loss"] for r in runs.get(kind, []) if r.get("final_loss") is not None]
         if finals:
             accs = [r["final_accuracy"] for r in runs[kind] if r.get("final_accuracy") is not None]
@@ -71,7 +77,7 @@ def convexity_finding(summary: dict) -> str | None:
     """λmin of each model: ≈ 0 for a convex model, clearly negative for a non-convex one."""
     curvature = summary["curvature"]
     parts = []
-    for kind, name in (("logistic", "logistic regression"), ("mlp", "the main model")):
+    for kind, name in (("logistic", "logistic regression"), ("mlp", model_name(summary))):
         c = curvature.get(kind)
         if c and c.get("lambda_min_lowest") is not None:
             text = eigen_text(c["lambda_min_lowest"], c.get("lambda_max_peak"))
@@ -81,7 +87,7 @@ def convexity_finding(summary: dict) -> str | None:
 
 
 def directness(efficiency: float) -> str:
-    return "almost straight" if efficiency >= 0.8 else "fairly directly" if efficiency >= 0.5 else "winding"
+    return "nearly straight" if efficiency >= 0.8 else "fairly direct" if efficiency >= 0.5 else "winding"
 
 
 def optimizer_finding(summary: dict) -> str | None:
@@ -91,10 +97,10 @@ def optimizer_finding(summary: dict) -> str | None:
     if not finished:
         return None
     best = min(finished, key=lambda label: finished[label]["final_loss"])
-    others = ", ".join(f"{label} {readable(s['final_loss'])}" for label, s in finished.items() if label != best)
+    others = "; ".join(f"{label} at {readable(s['final_loss'])}" for label, s in finished.items() if label != best)
     s = finished[best]
-    way = f", {directness(s['efficiency'])} (efficiency {readable(s['efficiency'])})" \
-        if s.get("efficiency") is not None else ""
+    way = f" by a {directness(s['efficiency'])} path (efficiency {readable(s['efficiency'])}: straight distance / " \
+        "path length)" if s.get("efficiency") is not None else ""
     diverged = [label for label, run in summary["optimizers"].items() if run.get("diverged")]
     return (f"{best} ended lowest at loss {readable(s['final_loss'])}{way}"
             + (f"; {others}" if others else "") + (f"; {', '.join(diverged)} diverged" if diverged else "") + ".")
@@ -109,7 +115,7 @@ def stability_finding(summary: dict) -> str | None:
         c = summary["curvature"]["mlp"]
         if not c.get("stability_line") or c.get("lambda_max_peak") is None:
             return None
-        return (f"λmax of the main model peaked at {readable(c['lambda_max_peak'])}, "
+        return (f"λmax of {model_name(summary)} peaked at {readable(c['lambda_max_peak'])}, "
                 f"{percent(c['lambda_max_peak'] / c['stability_line'])} of its stability line "
                 f"{c.get('stability_label') or 'of ' + readable(c['stability_line'])}.")
     rows.sort()
@@ -129,7 +135,7 @@ def plane_finding(summary: dict) -> str | None:
     own = planes.get("mlp", {}).get("runs", {})
     if own:
         worst = max(r["residual_mean"] for r in own.values())
-        parts.append(f"the main path stays within {percent(worst)} of its PCA plane (mean off-plane residual)")
+        parts.append(f"{model_name(summary)}'s path stays within {percent(worst)} of its PCA plane (mean off-plane residual)")
     shadows = [f"{label} on the {name} plane ({percent(r['residual_mean'])} off)" for name, plane in planes.items()
                for label, r in plane.get("runs", {}).items() if r.get("drawn") == "shadow"]
     if shadows:

@@ -11,6 +11,7 @@ def summary_a() -> dict:
     curv = lambda peak, line, lr: {"lambda_max_peak": peak, "stability_line": line, "lr": lr,  # noqa: E731
                                    "lambda_min_lowest": -0.2}
     return {
+        "model": {"kind": "mlp", "loss": "bce"},
         "runs": {"mlp": [run(0.05, 0.98), run(0.07, 0.96)], "logistic": [run(0.31, 0.88)]},
         "curvature": {"mlp": {"lambda_max_peak": 9.5, "lambda_min_lowest": -0.42, "stability_line": 10.0,
                               "stability_label": "2/lr = 10"},
@@ -49,9 +50,9 @@ def test_findings_state_the_run_numbers():
     lines = findings.headline_findings(summary_a())
     assert 3 <= len(lines) <= 6
     text = "\n".join(lines)
-    assert "the main model to 0.06 (accuracy 97%), mean of 2 seeds" in text and "logistic regression to 0.31" in text
-    assert "logistic regression ≈ 0 (convex)" in text and "the main model -0.42 (non-convex)" in text
-    assert "Adam ended lowest at loss 0.01, winding (efficiency 0.35)" in text and "SGD+momentum diverged" in text
+    assert "the MLP to 0.06 (accuracy 97%), mean of 2 seeds" in text and "logistic regression to 0.31" in text
+    assert "logistic regression ≈ 0 (convex)" in text and "the MLP -0.42 (non-convex)" in text
+    assert "Adam ended lowest at loss 0.01 by a winding path (efficiency 0.35" in text and "SGD+momentum diverged" in text
     assert "reached the stability line 2/lr at lr 0.5 and stayed below it elsewhere" in text
     assert "within 3.1% of its PCA plane" in text and "Adam on the optimizers plane (45% off)" in text
     assert "rises at most 0.4 above its ends (seed 0 - seed 1" in text and "separate basins" in text
@@ -66,7 +67,7 @@ def test_findings_change_when_the_numbers_change():
     b["mode_connectivity"] = {"seed 0 - seed 1": {"barrier": 0.001, "end_losses": [0.05, 0.07]}}
     a_text, b_text = text_of(summary_a()), text_of(b)
     assert a_text != b_text
-    assert "SGD ended lowest at loss 0.001, almost straight (efficiency 0.9)" in b_text
+    assert "SGD ended lowest at loss 0.001 by a nearly straight path (efficiency 0.9" in b_text
     assert "stayed below the stability line 2/lr at every learning rate" in b_text
     assert "logistic regression -0.3 (non-convex)" in b_text
     assert "every run of the shared planes lies on its plane" in b_text and "shadow" not in b_text
