@@ -2,75 +2,167 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import itertools
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
+from torch.utils.checkpoint import checkpoint
+
+from config import ConfigError
 
 
 class LogisticRegression(nn.Module):
-    def __init__(self, n_features: int):
+    def __init__(self, n_features: int, n_outputs: int = 1):
         super().__init__()
-        self.linear = nn.Linear(n_features, 1)
+        self.linear = nn.Linear(n_features, n_outputs)
 
-    def forward(self, x):  # (n, d) -> (n,) logits
-        return self.linear(x).squeeze(-1)
+    def forward(self, x):  # (n, d) -> (n,) logits, or (n, C) when n_outputs = C > 1
+        return _squeeze(self.linear(x))
 
 
 class MLP(nn.Module):
-    def __init__(self, n_features: int, hidden_dim: int = 32):
+    def __init__(self, n_features: int, hidden_dim: int = 32, n_outputs: int = 1):
         super().__init__()
         self.fc1 = nn.Linear(n_features, hidden_dim)
-        self.fc2 = nn.Linear(hidden_dim, 1)
+        self.fc2 = nn.Linear(hidden_dim, n_outputs)
 
-    def forward(self, x):  # (n, d) -> (n,) logits
-        return self.fc2(torch.relu(self.fc1(x))).squeeze(-1)
+    def forward(self, x):  # (n, d) -> (n,) logits, or (n, C)
+        return _squeeze(self.fc2(torch.relu(self.fc1(x))))
 
 
-MODEL_KINDS = ("logistic", "mlp")
+class CNN(nn.Module):
+    """Two 3x3 conv layers, each followed by ReLU and a 2x2 max-pool, then one Linear: 1,898 weights on digits."""
+
+    def __init__(self, image_shape: tuple, n_outputs: int = 1, channels: tuple = (8, 16)):
+        super().__init__()
+        self.image_shape = tuple(image_shape)  # (C_in, H, W) of the flat input rows
+        c_in, h, w = self.image_shape
+        self.conv1 = nn.Conv2d(c_in, channels[0], 3, padding=1)
+        self.conv2 = nn.Conv2d(channels[0], channels[1], 3, padding=1)
+        self.fc = nn.Linear(channels[1] * (h // 4) * (w // 4), n_outputs)
+
+    def forward(self, x):  # (n, C_in*H*W) flat rows -> (n,) or (n, C)
+        x = x.reshape(-1, *self.image_shape)
+        x = F.max_pool2d(torch.relu(self.conv1(x)), 2)  # (n, 8, H/2, W/2)
+        x = F.max_pool2d(torch.relu(self.conv2(x)), 2)  # (n, 16, H/4, W/4)
+        return _squeeze(self.fc(x.flatten(1)))
+
+
+def _squeeze(out):
+    """One output column is squeezed to (n,) (bce, mse); C columns stay (n, C) (ce)."""
+    return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+
+MODEL_KINDS = ("logistic", "mlp", "cnn")
 LOSSES = ("bce", "ce", "mse")  # binary cross-entropy with logits | multi-class cross-entropy | squared error
 
 
-def loss_from_logits(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The one loss of the project: mean over the sample axis of logits (..., n) or (..., n, C) -> (...).
-
-    bce: logits (..., n), 0/1 float labels; ce: logits (..., n, C), integer labels in [0, C);
-    mse: outputs (..., n), float targets. Leading axes (grid points, batches) are kept.
-    """
+def loss_terms(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample losses (..., n): bce logits (..., n) and 0/1 labels; ce logits (..., n, C) and
+    integer labels in [0, C); mse outputs (..., n) and float targets. Leading axes are kept."""
     if kind == "bce":  # softplus(z) - y z: the stable form of F.binary_cross_entropy_with_logits
-        return (F.softplus(logits) - logits * y).mean(dim=-1)
+        return F.softplus(logits) - logits * y
     if kind == "ce":
         log_p = torch.log_softmax(logits, dim=-1)  # (..., n, C)
-        picked = log_p.gather(-1, y.long().expand(*log_p.shape[:-1]).unsqueeze(-1)).squeeze(-1)
-        return -picked.mean(dim=-1)
+        return -log_p.gather(-1, y.long().expand(*log_p.shape[:-1]).unsqueeze(-1)).squeeze(-1)
     if kind == "mse":
-        return ((logits - y) ** 2).mean(dim=-1)
+        return (logits - y) ** 2
     raise ValueError(f"unknown loss {kind!r}: expected one of {', '.join(LOSSES)}")
+
+
+def loss_from_logits(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The one loss of the project: the mean of loss_terms over the sample axis, (...)."""
+    return loss_terms(kind, logits, y).mean(dim=-1)
+
+
+def metric_sum(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Summed over the sample axis: correct predictions (bce: z > 0; ce: argmax) or squared errors (mse)."""
+    if kind == "bce":
+        return ((logits > 0).to(y.dtype) == y).to(torch.float32).sum(dim=-1)
+    if kind == "ce":
+        return (logits.argmax(dim=-1) == y.long()).to(torch.float32).sum(dim=-1)
+    if kind == "mse":
+        return ((logits - y) ** 2).sum(dim=-1)
+    raise ValueError(f"unknown loss {kind!r}: expected one of {', '.join(LOSSES)}")
+
+
+def finish_metric(kind: str, total: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Accuracy = correct / n; R² = 1 - SSE / SST with SST over all of y (so batches combine exactly)."""
+    if kind == "mse":
+        sst = ((y - y.mean()) ** 2).sum().clamp_min(torch.finfo(total.dtype).tiny)
+        return 1 - total / sst
+    return total / y.shape[0]
 
 
 def metric_from_logits(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Accuracy (bce: z > 0; ce: argmax) or R² (mse) over the sample axis, same shapes as loss_from_logits."""
-    if kind == "bce":
-        return ((logits > 0).to(y.dtype) == y).to(torch.float32).mean(dim=-1)
-    if kind == "ce":
-        return (logits.argmax(dim=-1) == y.long()).to(torch.float32).mean(dim=-1)
-    if kind == "mse":
-        total = ((y - y.mean()) ** 2).sum().clamp_min(torch.finfo(logits.dtype).tiny)
-        return 1 - ((logits - y) ** 2).sum(dim=-1) / total
-    raise ValueError(f"unknown loss {kind!r}: expected one of {', '.join(LOSSES)}")
+    """Accuracy (bce, ce) or R² (mse) over the sample axis, same shapes as loss_from_logits."""
+    return finish_metric(kind, metric_sum(kind, logits, y), y)
 
 
-def build_model(kind: str, n_features: int, hidden_dim: int = 32, seed: int = 0) -> nn.Module:
-    """A freshly initialised model; its weights depend on the seed alone, not on global RNG state."""
+def build_model(kind: str, n_features: int, hidden_dim: int = 32, seed: int = 0, n_classes: int = 2,
+                image_shape: tuple | None = None, loss: str = "bce") -> nn.Module:
+    """A freshly initialised model; its weights depend on the seed alone, not on global RNG state.
+
+    loss "ce" gives n_classes outputs (n, C); "bce" and "mse" one squeezed output (n,).
+    """
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}: expected one of {', '.join(MODEL_KINDS)}")
+    if kind == "cnn" and image_shape is None:
+        raise ConfigError("model 'cnn' needs image data (dataset=digits, or an .npz whose X is (n, H, W))")
+    n_outputs = n_classes if loss == "ce" else 1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if kind == "logistic":
-            return LogisticRegression(n_features)
+            return LogisticRegression(n_features, n_outputs)
         if kind == "mlp":
-            return MLP(n_features, hidden_dim)
-    raise ValueError(f"unknown model kind {kind!r}: expected one of {', '.join(MODEL_KINDS)}")
+            return MLP(n_features, hidden_dim, n_outputs)
+        return CNN(image_shape, n_outputs)
+
+
+_user_modules = itertools.count()
+
+
+def load_user_model(spec: str, n_features: int, n_classes: int, seed: int) -> nn.Module:
+    """The module returned by function(n_features, n_classes, seed) of spec "path/to/file.py:function".
+
+    The file is imported under a unique module name, so it never shadows the project's modules.
+    Every problem is one ConfigError line naming the file and function.
+    """
+    path_text, _, name = spec.rpartition(":")
+    path = Path(path_text)
+    if not path_text or not name or path.suffix != ".py":
+        raise ConfigError(f"model {spec!r} is not of the form path/to/file.py:function")
+    if not path.is_file():
+        raise ConfigError(f"model file {path} does not exist")
+    module_name = f"_user_model_{next(_user_modules)}_{path.stem}"
+    try:
+        import_spec = importlib.util.spec_from_file_location(module_name, path)
+        source = importlib.util.module_from_spec(import_spec)
+        sys.modules[module_name] = source  # dataclasses and pickling look the module up here
+        import_spec.loader.exec_module(source)
+    except Exception as e:  # the user's file: one line, not a traceback
+        raise ConfigError(f"model file {path} failed to import: {type(e).__name__}: {e}") from None
+    function = getattr(source, name, None)
+    if not callable(function):
+        raise ConfigError(f"model file {path} has no function {name!r}")
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # an unseeded user function still gets this seed's weights
+            module = function(n_features, n_classes, seed)
+    except Exception as e:
+        raise ConfigError(f"{path}:{name}(n_features={n_features}, n_classes={n_classes}, seed={seed}) "
+                          f"raised {type(e).__name__}: {e}") from None
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"{path}:{name} returned a {type(module).__name__}, not a torch.nn.Module")
+    if not any(True for _ in module.parameters()):
+        raise ConfigError(f"{path}:{name} returned a module with no parameters: nothing to train")
+    return module
 
 
 @dataclass(frozen=True)
@@ -85,39 +177,97 @@ class Slot:
 class FlatModel:
     """The functional view of a module: loss(theta) for a flat theta of length dim.
 
-    The module is never mutated: parameters are passed through functional_call, and the
-    module is evaluated in eval mode (a private copy holds that flag).
+    The module is never mutated: parameters and buffers are passed through functional_call.
+    Evaluation runs a private copy in eval mode with `self.buffers`; training steps run a second
+    copy in train mode (train_loss), whose BatchNorm updates the buffers passed to it in place.
+    With eval_batch_size, every full-data evaluation runs over batches of that many samples and
+    sums them exactly (the mean over all samples, differentiable).
     """
 
-    def __init__(self, module: nn.Module, loss: str = "bce", device=None):
+    def __init__(self, module: nn.Module, loss: str = "bce", device=None, eval_batch_size: int | None = None):
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}: expected one of {', '.join(LOSSES)}")
         self.loss_kind = loss
         device = torch.device(device) if device is not None else next(module.parameters()).device
         self.module = copy.deepcopy(module).to(device).eval()
         self.device = device
+        self.eval_batch_size = eval_batch_size
         self.layout, offset = [], 0
         for name, p in self.module.named_parameters():
             self.layout.append(Slot(name, tuple(p.shape), offset, p.numel()))
             offset += p.numel()
         self.dim = offset
-        self.buffers = dict(self.module.named_buffers())
+        self.buffers = {k: b.detach().clone() for k, b in self.module.named_buffers()}
         self.theta0 = torch.cat([p.detach().reshape(-1) for p in self.module.parameters()]).clone()
+        self._train_module = None
+
+    def with_buffers(self, buffers: dict) -> "FlatModel":
+        """The same model and layout evaluated with other buffers (e.g. a checkpoint's running statistics)."""
+        if set(buffers) != set(self.buffers):
+            raise ValueError(f"buffers {sorted(buffers)} do not match the model's {sorted(self.buffers)}")
+        other = copy.copy(self)
+        other.buffers = {k: b.to(self.device) for k, b in buffers.items()}
+        return other
 
     def unflatten(self, theta: torch.Tensor) -> dict:
         """Views of theta shaped as the module's parameters."""
         return {s.name: theta[s.offset:s.offset + s.numel].view(s.shape) for s in self.layout}
 
     def logits(self, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        """Eval-mode outputs (n,) or (n, C), computed over eval batches (per-sample, so exact)."""
+        parts = [self._logits(theta, X[b]) for b in self.sample_batches(X.shape[0])]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+
+    def _logits(self, theta, X):
         return functional_call(self.module, (self.unflatten(theta), self.buffers), (X,))
+
+    def sample_batches(self, n: int) -> list:
+        """Slices of the sample axis, eval_batch_size long (one slice when it is None)."""
+        size = self.eval_batch_size or max(n, 1)
+        return [slice(i, i + size) for i in range(0, max(n, 1), size)]
 
     def loss(self, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The model's loss (loss_from_logits of its kind) over (X, y): the one loss of the project."""
-        return loss_from_logits(self.loss_kind, self.logits(theta, X), y)
+        return self._mean_loss(self.module, theta, self.buffers, X, y)
+
+    def train_loss(self, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, buffers: dict) -> torch.Tensor:
+        """The loss in train mode (batch statistics, dropout); BatchNorm updates `buffers` in place.
+
+        BatchNorm couples the samples of a batch, so such a model sees X in one piece; any other
+        model is summed over eval batches like `loss`.
+        """
+        if self._train_module is None:
+            self._train_module = copy.deepcopy(self.module).train()
+        coupled = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.module.modules())
+        return self._mean_loss(self._train_module, theta, buffers, X, y, whole=coupled)
+
+    def _mean_loss(self, module, theta, buffers, X, y, whole: bool = False):
+        batches = self.sample_batches(X.shape[0])
+        if whole or len(batches) == 1:
+            logits = functional_call(module, (self.unflatten(theta), buffers), (X,))
+            return loss_from_logits(self.loss_kind, logits, y)
+        # Plain autograd keeps one batch of activations at a time (recomputed in backward); torch.func
+        # transforms cannot checkpoint, so there the batches only bound the forward pass.
+        step = checkpoint if _plain_autograd(theta) else (lambda f, *a, **k: f(*a))
+        total = sum(step(self._loss_sum, theta, X[b], y[b], module, buffers, use_reentrant=False)
+                    for b in batches)
+        return total / X.shape[0]
+
+    def _loss_sum(self, theta, X, y, module=None, buffers=None):
+        module, buffers = (self.module, self.buffers) if module is None else (module, buffers)
+        logits = functional_call(module, (self.unflatten(theta), buffers), (X,))
+        return loss_terms(self.loss_kind, logits, y).sum(dim=-1)
+
+    def grad(self, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The full-batch gradient (D,), one eval batch at a time: memory of one batch, also under vmap."""
+        grad_sum = torch.func.grad(self._loss_sum)
+        return sum(grad_sum(theta, X[b], y[b]) for b in self.sample_batches(X.shape[0])) / X.shape[0]
 
     def accuracy(self, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Accuracy for bce and ce, R² for mse."""
-        return metric_from_logits(self.loss_kind, self.logits(theta, X), y)
+        total = sum(metric_sum(self.loss_kind, self._logits(theta, X[b]), y[b])
+                    for b in self.sample_batches(X.shape[0]))
+        return finish_metric(self.loss_kind, total, y)
 
     def losses(self, thetas: torch.Tensor, X, y, chunk: int = 256) -> torch.Tensor:
         """loss for each row of thetas (K, D) -> (K,), chunked so memory stays bounded."""
@@ -133,3 +283,55 @@ class FlatModel:
         with torch.no_grad():
             parts = [batched(thetas[i:i + chunk], X, y) for i in range(0, len(thetas), chunk)]
         return torch.cat(parts) if parts else thetas.new_zeros(0)
+
+
+def _plain_autograd(theta: torch.Tensor) -> bool:
+    """Whether a backward pass will follow through ordinary autograd (not a torch.func transform)."""
+    return (torch.is_grad_enabled() and theta.requires_grad
+            and not torch._C._functorch.is_functorch_wrapped_tensor(theta))
+
+
+def check_outputs(fm: FlatModel, X: torch.Tensor, y: torch.Tensor, n_classes: int | None = None,
+                  n_probe: int = 16) -> None:
+    """One forward pass at theta0 on a few samples; a wrong shape, label or value is one ValueError.
+
+    Call it before any training: it says what the loss expected, what the model gave, and the fix.
+    n_classes (ce) defaults to the width of the model's logits.
+    """
+    kind, n = fm.loss_kind, X.shape[0]
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(f"labels have shape {tuple(y.shape)}: expected ({n},), one per row of X {tuple(X.shape)}")
+    probe = X[:n_probe]
+    try:
+        with torch.no_grad():
+            out = fm._logits(fm.theta0, probe)
+    except Exception as e:
+        raise ValueError(f"the model fails on input of shape {tuple(probe.shape)}: {type(e).__name__}: {e}") from None
+    m, got = probe.shape[0], "(n, " + ", ".join(str(s) for s in tuple(out.shape)[1:]) + ")"
+    if kind == "ce":
+        classes = n_classes or (out.shape[1] if out.ndim == 2 else 2)
+        if out.ndim != 2 or out.shape[0] != m or out.shape[1] != classes:
+            raise ValueError(f"expected logits (n, {classes}) for {classes} classes (loss ce), got {got}")
+    elif out.ndim == 2 and out.shape[0] == m and out.shape[1] == 1:
+        raise ValueError(f"logits have shape (n, 1) for loss {kind}: squeeze the last dimension "
+                         f"(return out.squeeze(-1))")
+    elif out.ndim != 1 or out.shape[0] != m:
+        fix = ": use loss ce for one score per class" if kind == "bce" and out.ndim == 2 else ""
+        raise ValueError(f"expected outputs (n,) for loss {kind}, got {got}{fix}")
+    _check_labels(kind, y, classes if kind == "ce" else 2)
+    if not torch.isfinite(out).all():
+        raise ValueError("the model's outputs at initialisation are not finite (NaN or inf)")
+
+
+def _check_labels(kind: str, y: torch.Tensor, classes: int) -> None:
+    """bce: 0/1 labels; ce: integers in [0, classes); mse: float targets."""
+    if kind == "mse":
+        if not y.is_floating_point():
+            raise ValueError(f"loss mse needs float targets, got {y.dtype} (convert with y.float())")
+        if not torch.isfinite(y).all():
+            raise ValueError("the regression targets contain NaN or inf")
+        return
+    integral = bool((y == y.round()).all()) if y.is_floating_point() else True
+    if not integral or float(y.min()) < 0 or float(y.max()) >= classes:
+        raise ValueError(f"labels must be integers in [0, {classes}) for loss {kind}, "
+                         f"got values from {float(y.min()):g} to {float(y.max()):g}")

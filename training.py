@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from models import FlatModel
+from models import FlatModel, check_outputs
 
 
 @dataclass
@@ -18,6 +18,7 @@ class Trajectory:
     label: str = ""
     diverged: bool = False  # stopped early on a non-finite loss
     lr: float = float("nan")  # learning rate it was trained with
+    buffers: list | None = None  # buffers (BatchNorm running statistics) at each record; None without any
 
     @property
     def final(self) -> torch.Tensor:
@@ -44,42 +45,65 @@ def make_optimizer(theta: torch.Tensor, spec: OptimizerSpec) -> torch.optim.Opti
 
 
 def train(fm: FlatModel, X, y, spec: OptimizerSpec, epochs: int, theta_init=None,
-          batch_size: int | None = None, seed: int = 0) -> Trajectory:
+          batch_size: int | None = None, seed: int = 0, buffers_init: dict | None = None,
+          n_classes: int | None = None) -> Trajectory:
     """Train from theta_init (default fm.theta0), recording full-batch loss and accuracy per epoch.
 
-    Full batch unless batch_size is set; mini-batch order is drawn from a generator seeded
-    by `seed`, so the same arguments give bit-identical trajectories.
+    Full batch unless batch_size is set; mini-batch order is drawn from a generator seeded by
+    `seed`, and the module's own random draws (dropout) from torch's RNG seeded by it inside a
+    fork, so the same arguments give bit-identical trajectories. Steps run the module in train
+    mode; the records are the eval-mode loss with the buffers of that moment.
     """
+    check_outputs(fm, X, y, n_classes)  # a wrong shape or label is one ValueError before any work
     theta = (fm.theta0 if theta_init is None else theta_init).detach().clone().requires_grad_(True)
+    buffers = {k: b.clone() for k, b in (fm.buffers if buffers_init is None else buffers_init).items()}
     optimizer = make_optimizer(theta, spec)
     generator = torch.Generator().manual_seed(seed)
     n = X.shape[0]
-    records, diverged = [_record(fm, theta, X, y)], False
-    for _ in range(epochs):
-        # 1. one pass over the data: a single step when full batch
-        order = torch.randperm(n, generator=generator).to(X.device) if batch_size else None
-        for start in range(0, n, batch_size or n):
-            idx = order[start:start + batch_size] if order is not None else slice(None)
-            optimizer.zero_grad(set_to_none=True)
-            fm.loss(theta, X[idx], y[idx]).backward()
-            optimizer.step()
-        # 2. record the full-batch numbers at the new weights; stop on the first non-finite one
-        record = _record(fm, theta, X, y)
-        if not (torch.isfinite(record[1]) and torch.isfinite(record[0]).all()):
-            diverged = True
-            warnings.warn(f"run '{spec.label}' diverged at epoch {len(records)} (lr={spec.lr}); "
-                          f"keeping its {len(records)} finite checkpoints", RuntimeWarning, stacklevel=2)
-            break
-        records.append(record)
-    params, losses, accs = (torch.stack(r) for r in zip(*records))
+    with torch.random.fork_rng(devices=_cuda_devices(fm.device)):
+        torch.manual_seed(seed)
+        records, diverged = [_record(fm, theta, buffers, X, y)], False
+        for _ in range(epochs):
+            # 1. one pass over the data: a single step when full batch; BatchNorm updates `buffers`
+            order = torch.randperm(n, generator=generator).to(X.device) if batch_size else None
+            for start in range(0, n, batch_size or n):
+                idx = order[start:start + batch_size] if order is not None else slice(None)
+                optimizer.zero_grad(set_to_none=True)
+                fm.train_loss(theta, X[idx], y[idx], buffers).backward()
+                optimizer.step()
+            # 2. record the full-batch numbers at the new weights; stop on the first non-finite one
+            record = _record(fm, theta, buffers, X, y)
+            if not (torch.isfinite(record[1]) and torch.isfinite(record[0]).all()):
+                diverged = True
+                warnings.warn(f"run '{spec.label}' diverged at epoch {len(records)} (lr={spec.lr}); "
+                              f"keeping its {len(records)} finite checkpoints", RuntimeWarning, stacklevel=2)
+                break
+            records.append(record)
+    params, losses, accs, kept = zip(*records)
+    params, losses, accs = torch.stack(params), torch.stack(losses), torch.stack(accs)
     steps = torch.arange(len(records))
-    return Trajectory(params, losses, accs, steps, spec.label, diverged, spec.lr)
+    return Trajectory(params, losses, accs, steps, spec.label, diverged, spec.lr, list(kept) if fm.buffers else None)
 
 
-def _record(fm, theta, X, y):
+def _cuda_devices(device) -> list:
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+def _record(fm, theta, buffers, X, y):
+    """(theta, loss, accuracy, buffers) copies at this moment: eval mode with the current buffers."""
     with torch.no_grad():
         t = theta.detach().clone()
-        return t, fm.loss(t, X, y), fm.accuracy(t, X, y)
+        kept = {k: b.clone() for k, b in buffers.items()}
+        at = fm.with_buffers(kept) if kept else fm
+        return t, at.loss(t, X, y), at.accuracy(t, X, y), kept
+
+
+def full_batch_grad_norm(fm: FlatModel, X, y, theta: torch.Tensor, buffers: dict | None = None) -> float:
+    """‖∇L(theta)‖ of the full-batch eval-mode loss (with these buffers), one eval batch at a time."""
+    at = fm.with_buffers(buffers) if buffers else fm
+    return float(at.grad(theta.detach(), X, y).double().norm())
 
 
 def train_seeds(make_fm, X, y, spec: OptimizerSpec, epochs: int, seeds, batch_size=None):
