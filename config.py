@@ -80,7 +80,7 @@ CHOICES = {
     "hessian_method": ("auto", "exact", "lanczos", "power"),
     "device": ("cpu", "cuda", "auto"),
 }
-OUTPUT_GROUPS = ("surfaces", "multi_seed", "curvature", "isomap", "optimizers",
+OUTPUT_GROUPS = ("surfaces", "plane_choice", "multi_seed", "sharpness", "curvature", "spectrum", "isomap", "optimizers",
                  "lr_sensitivity", "interpolation", "eigen_ratio", "gifs", "html")
 FLAGS = ("quick", "no_cache", "help")  # command-line words that are not config fields
 
