@@ -313,8 +313,8 @@ def check_outputs(fm: FlatModel, X: torch.Tensor, y: torch.Tensor, n_classes: in
         if out.ndim != 2 or out.shape[0] != m or out.shape[1] != classes:
             raise ValueError(f"expected logits (n, {classes}) for {classes} classes (loss ce), got {got}")
     elif out.ndim == 2 and out.shape[0] == m and out.shape[1] == 1:
-        raise ValueError(f"logits have shape (n, 1) for loss {kind}: squeeze the last dimension "
-                         f"(return out.squeeze(-1))")
+        raise ValueError(f"logits have shape (n, 1): squeeze the last dimension (return out.squeeze(-1)); "
+                         f"loss {kind} takes (n,)")
     elif out.ndim != 1 or out.shape[0] != m:
         fix = ": use loss ce for one score per class" if kind == "bce" and out.ndim == 2 else ""
         raise ValueError(f"expected outputs (n,) for loss {kind}, got {got}{fix}")
