@@ -14,19 +14,23 @@ from outputs import atomic_path  # noqa: E402
 
 DPI = 150
 FIGSIZES = {"surface_3d": (8.5, 7.5), "contour": (8, 7), "comparison": (14, 6.5), "curvature": (9, 7),
-            "embeddings": (13, 6), "interpolation": (12, 5.5), "eigen_ratio": (8, 7)}  # inches
-# Okabe-Ito colours (colour-blind safe); yellow left out of the run colours: it vanishes on light grey
-RUN_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
-CONTOUR_COLOURS = ["white", "#E69F00", "#56B4E9", "#CC79A7", "#009E73", "#D55E00"]  # light ones read on viridis
-# Runs drawn on a surface (PNG, GIF and HTML alike): the same run gets the same colour everywhere, and
-# each reads on viridis and on white loss-curve panels.
-PATH_COLOURS = ["#E69F00", "#56B4E9", "#CC79A7", "#009E73", "#D55E00", "#F0E442", "#0072B2", "#FFFFFF"]
-LINESTYLES = ["-", "--", ":"]  # after seven runs the colours repeat with the next line style
-ARROW_COLOUR = "#E69F00"  # orange with a dark edge: stands out from white paths and from viridis
+            "embeddings": (13, 6), "interpolation": (12, 5.5), "eigen_ratio": (8, 7), "plane_choice": (17, 6.6),
+            "sharpness": (15, 6.5), "multi_seed": (12, 11), "spectrum": (14, 6)}  # inches
+# One colour per run (seed, learning rate, optimiser), the same in every PNG, GIF and HTML page. Each
+# has WCAG contrast >= 3:1 against white (loss-curve panels) and is drawn with a white outline on
+# viridis; none is white or pale. The first three are Okabe-Ito (colour-blind safe).
+PATH_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#C51B7D", "#7570B3", "#8C510A", "#000000", "#B8860B",
+                "#666666", "#B2182B"]
+RUN_COLOURS = PATH_COLOURS  # one palette: a run keeps its colour from the plane to the curves
+CONTOUR_COLOURS = PATH_COLOURS
+ARROW_COLOUR = "white"  # white with a black edge: no path has that colour, and it reads on viridis
+SHADOW_DASHES = (0, (4, 2.5))  # a path that leaves the plane: dashed, never drawn on the surface
+DRAWN = ("surface", "shadow")
 START = dict(marker="o", ms=9, mfc="white", mec="black", mew=1.5, ls="none")
 END = dict(marker="*", ms=17, mec="black", mew=1.0, ls="none")
 WHITE_EDGE = [patheffects.withStroke(linewidth=3.5, foreground="white")]
 BLACK_EDGE = [patheffects.withStroke(linewidth=3.5, foreground="black")]
+THIN_WHITE_EDGE = [patheffects.withStroke(linewidth=3.0, foreground="white")]
 LOG_DECADES = 1.5  # values spanning more decades than this get log-spaced levels / a log axis
 CURVE_CAP = 20  # loss-curve axes stop at this multiple of the largest initial loss
 
@@ -113,8 +117,39 @@ def gap_note(surface_loss, true_losses) -> list:
             f"largest gap along the path {gap[worst]:.3g} (checkpoint {worst})"]
 
 
-def loss_label(is_log: bool) -> str:
-    return "training loss (BCE)" + (", log scale" if is_log else "")
+def loss_label(is_log: bool, loss_name: str = "training loss") -> str:
+    return loss_name + (", log scale" if is_log else "")
+
+
+def run_colour(i: int) -> str:
+    """The colour of run i (seed, learning rate, optimiser): the palette repeats after ten runs."""
+    return PATH_COLOURS[i % len(PATH_COLOURS)]
+
+
+def check_drawn(drawn: str) -> str:
+    if drawn not in DRAWN:
+        raise ValueError(f"drawn must be one of {DRAWN}, got {drawn!r}")
+    return drawn
+
+
+def shadow_label(label: str, drawn: str, residual_mean=None) -> str:
+    """A shadow run's legend label says so, with how far its checkpoints leave the plane."""
+    if check_drawn(drawn) == "surface":
+        return label
+    off = "" if residual_mean is None or not np.isfinite(residual_mean) else f"{100 * residual_mean:.0f} % "
+    return f"{label} (shadow: {off}off plane)"
+
+
+def loss_scale(surface_loss, *recorded, cap: float = np.inf):
+    """(levels, is_log) of contour_levels over the finite surface values and every finite recorded loss
+    up to cap: the surface and the runs drawn on it share one colour scale, so a run's final loss below
+    the surface's minimum still lies inside the colour bar. Recorded values above cap (a blow-up) are
+    left out."""
+    kept = [np.ravel(np.asarray(surface_loss, dtype=float))]
+    for values in recorded:
+        values = np.ravel(np.asarray(values, dtype=float))
+        kept.append(values[values <= cap])
+    return contour_levels(np.concatenate(kept))
 
 
 # ---------------------------------------------------------------- drawing pieces
@@ -137,27 +172,41 @@ def legend_below(ax, handles, ncol: int = 2):
 
 
 def marker_handles() -> list:
-    return [Line2D([], [], **START, label="start (initial weights)"),
-            Line2D([], [], **END, mfc="0.6", label="end (final weights)")]
+    """The start ○, shared by every path (each path's own legend entry shows its end ★)."""
+    return [Line2D([], [], **START, label="start (initial weights); ★ end")]
 
 
-def draw_background(ax, surface, cmap: str = "viridis") -> list:
-    """Filled and line contours of the surface, non-finite cells hatched grey, a labelled colour bar."""
-    levels, is_log = contour_levels(surface.loss)
+def draw_background(ax, surface, cmap: str = "viridis", scale=None, colorbar: bool = True,
+                    loss_name: str = "training loss") -> list:
+    """Filled and line contours of the surface, non-finite cells hatched grey, a labelled colour bar.
+
+    scale: (levels, is_log) shared with other panels or covering recorded losses (loss_scale);
+    None = the surface's own range.
+    """
+    levels, is_log = contour_levels(surface.loss) if scale is None else scale
     loss = np.ma.masked_invalid(surface.loss)  # (B, A): rows follow betas
-    norm = colors.LogNorm(levels[0], levels[-1]) if is_log else None
-    filled = ax.contourf(surface.alphas, surface.betas, loss, levels=levels, cmap=cmap, norm=norm)
+    norm = colors.LogNorm(levels[0], levels[-1]) if is_log else colors.Normalize(levels[0], levels[-1])
+    top = np.max(loss.compressed(), initial=-np.inf)
+    filled = ax.contourf(surface.alphas, surface.betas, loss, levels=levels, cmap=cmap, norm=norm,
+                         extend="max" if top > levels[-1] else "neither")  # a shared scale may end lower
     ax.contour(surface.alphas, surface.betas, loss, levels=levels, colors="black", linewidths=0.4, alpha=0.35,
                norm=norm)
     ax.set_facecolor("0.85")  # masked cells show as hatched grey, never as a white "low" region
     ax.patch.set_hatch("xx")
     ax.patch.set_edgecolor("0.6")
-    bar = ax.figure.colorbar(filled, ax=ax, pad=0.02)
-    bar.set_label(loss_label(is_log))
+    ax.filled = filled  # for a colour bar drawn later, shared by several panels
+    if colorbar:
+        add_colorbar(ax.figure, filled, ax, is_log, loss_name)
+    return nonfinite_note(surface.loss, "surface values", "hatched grey")
+
+
+def add_colorbar(fig, mappable, axes, is_log: bool, loss_name: str = "training loss", **kwargs):
+    bar = fig.colorbar(mappable, ax=axes, pad=0.02, **kwargs)
+    bar.set_label(loss_label(is_log, loss_name))
     bar.locator = ticker.LogLocator(subs=(1, 2, 5)) if is_log else ticker.MaxNLocator(8)
     bar.formatter = ticker.FormatStrFormatter("%.3g")
     bar.update_ticks()
-    return nonfinite_note(surface.loss, "surface values", "hatched grey")
+    return bar
 
 
 def set_plane_axes(ax, alphas, betas, axis_labels) -> list:
@@ -173,35 +222,53 @@ def set_plane_axes(ax, alphas, betas, axis_labels) -> list:
     return ["x and y scales differ: arrows are not drawn perpendicular to the contours"]
 
 
-def draw_path(ax, coords, colour, label=None, outline=WHITE_EDGE, ls="-"):
-    """One path with start ○ and end ★; rows from the first non-finite one on are dropped."""
+def path_style(colour, drawn: str = "surface") -> dict:
+    """Line style of a path: solid on its surface; a shadow (off the plane) dashed, thinner."""
+    if check_drawn(drawn) == "shadow":
+        return dict(color=colour, lw=1.8, ls=SHADOW_DASHES, path_effects=THIN_WHITE_EDGE)
+    return dict(color=colour, lw=2.2, ls="-", path_effects=WHITE_EDGE)
+
+
+def path_handle(colour, label, drawn: str = "surface"):
+    """Legend entry that looks like the drawn path: its line style, outline and end ★."""
+    return Line2D([], [], **path_style(colour, drawn), marker="*", ms=13, mfc=colour, mec="black", mew=0.8,
+                  label=label)
+
+
+def draw_path(ax, coords, colour, label=None, drawn: str = "surface", zorder: float = 3):
+    """One path with start ○ and end ★ (dashed if a shadow); rows from the first non-finite one on
+    are dropped. Returns its legend handle."""
     coords = np.asarray(coords, dtype=float)[:finite_prefix(coords)]
-    if len(coords) == 0:
-        return Line2D([], [], color=colour, ls=ls, label=label)
-    line, = ax.plot(coords[:, 0], coords[:, 1], color=colour, lw=2, ls=ls, label=label, path_effects=outline)
-    ax.plot(*coords[0], **START, zorder=5)
-    ax.plot(*coords[-1], **END, mfc=colour, zorder=6)
-    return line
+    if len(coords):
+        ax.plot(coords[:, 0], coords[:, 1], **path_style(colour, drawn), zorder=zorder)
+        ax.plot(*coords[0], **START, zorder=zorder + 2)
+        ax.plot(*coords[-1], **END, mfc=colour, zorder=zorder + 3)
+    return path_handle(colour, label, drawn)
 
 
-def arrow_scale(surface, grads, fraction: float = 0.08) -> float:
-    """Plane units per gradient unit so that the longest arrow spans `fraction` of the grid."""
+def arrow_scale(surface, arrows, fraction: float = 0.08) -> float:
+    """Factor on the arrows (plane units) so that the longest spans `fraction` of the grid."""
     spans = np.array([np.ptp(surface.alphas), np.ptp(surface.betas)])
-    longest = np.linalg.norm(grads / spans, axis=1).max() if len(grads) else 0.0
+    longest = np.linalg.norm(arrows / spans, axis=1).max() if len(arrows) else 0.0
     return fraction / longest if longest > 0 else 0.0
 
 
-def draw_arrows(ax, surface, coords, grads, n: int) -> bool:
-    """Arrows of -(g·u, g·v) at points spread along the path; False when there is nothing to draw."""
-    T = finite_prefix(coords, grads)
-    coords, grads = np.asarray(coords, float)[:T], np.asarray(grads, float)[:T]
+def draw_arrows(ax, surface, coords, arrows, n: int) -> bool:
+    """Descent arrows (already downhill, in plane coordinates) at points spread along the path,
+    under it; False when there is nothing to draw."""
+    T = finite_prefix(coords, arrows)
+    coords, arrows = np.asarray(coords, float)[:T], np.asarray(arrows, float)[:T]
     idx = spread_indices(coords, n)
-    s = arrow_scale(surface, grads[idx]) if T > 1 else 0.0
+    s = arrow_scale(surface, arrows[idx]) if T > 1 else 0.0
     if s > 0:
-        ax.quiver(coords[idx, 0], coords[idx, 1], -grads[idx, 0], -grads[idx, 1], angles="xy", scale_units="xy",
-                  scale=1 / s, color=ARROW_COLOUR, edgecolor="black", linewidth=0.6, width=0.007, headwidth=3.5,
-                  zorder=4)
+        ax.quiver(coords[idx, 0], coords[idx, 1], arrows[idx, 0], arrows[idx, 1], angles="xy", scale_units="xy",
+                  scale=1 / s, color=ARROW_COLOUR, edgecolor="black", linewidth=0.6, width=0.006, headwidth=3.5,
+                  zorder=2.5)
     return s > 0
+
+
+ARROW_HANDLE = dict(color=ARROW_COLOUR, marker=">", mec="black", ls="none", ms=9,
+                    label="descent direction (−gradient projected on the plane)")
 
 
 def set_plain_log(ax):

@@ -1,0 +1,199 @@
+"""Multi-panel PNG figures that compare planes, minima and seeds: arrays in, one PNG out per function."""
+from __future__ import annotations
+
+import itertools
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: never opens a window, works without a display
+
+import numpy as np  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from plot_style import (  # noqa: E402
+    END, WHITE_EDGE, add_colorbar, contour_levels, draw_background, draw_path, finish, loss_label, loss_scale,
+    marker_handles, new_figure, nonfinite_note, run_colour, set_plain_log, set_plane_axes)
+from visualization import recorded_cap  # noqa: E402
+
+GREY_EDGE = [patheffects.withStroke(linewidth=2.6, foreground="0.3")]  # a white dashed line on a white legend
+
+
+def plot_plane_choice(panels, title, path, loss_name: str = "training loss"):
+    """The same path on several planes side by side, each with its own colour bar.
+
+    panels: [(surface, PlanePath, panel_title)]; the caller's panel_title names the plane, its mean
+    residual and its surface-vs-recorded gap. Each panel obeys its PlanePath.drawn (a shadow is dashed).
+    """
+    fig = new_figure("plane_choice")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    notes = []
+    for k, (ax, (surface, run, panel_title)) in enumerate(zip(axes, panels)):
+        scale = loss_scale(surface.loss, run.losses, cap=recorded_cap([run]))
+        notes += draw_background(ax, surface, scale=scale, loss_name=loss_name)
+        notes += set_plane_axes(ax, surface.alphas, surface.betas, surface.plane.axis_labels())
+        handle = draw_path(ax, run.coords, run.colour or run_colour(0), run.legend_label(), run.drawn)
+        ax.set_title(panel_title, fontsize=10)
+        ax.legend(handles=[handle] + marker_handles(), loc="upper center", bbox_to_anchor=(0.5, -0.12),
+                  fontsize=9, frameon=False)
+        notes += _outside_note(ax, run, surface, f"panel {k + 1}")
+    fig.suptitle(title)
+    return finish(fig, sorted(set(notes), key=notes.index), path)
+
+
+def _outside_note(ax, run, surface, where) -> list:
+    coords = np.asarray(run.coords, float)
+    low, high = (surface.alphas.min(), surface.betas.min()), (surface.alphas.max(), surface.betas.max())
+    return [f"{where}: part of the path lies outside the grid"] if ((coords < low) | (coords > high)).any() else []
+
+
+# ---------------------------------------------------------------- flat versus sharp minima
+
+def plot_sharpness(ts, lines, surfaces, title, path, loss_name: str = "training loss",
+                   direction: str = "a filter-normalised random direction"):
+    """Flat versus sharp minima: the loss along one filter-normalised random direction through each
+    run's final weights, all on one axis, beside small 2-D contour panels of the same minima.
+
+    ts (P,); lines: [(label, losses (P,), colour)]; surfaces: [(label, Surface, colour)] or None,
+    drawn on one shared axis range and one shared colour scale.
+    """
+    fig = new_figure("sharpness")
+    if surfaces:
+        left, right = fig.subfigures(1, 2, width_ratios=[1, 1.25])
+    else:
+        left, right = fig, None
+    ax = left.subplots()
+    ts = np.asarray(ts, dtype=float)
+    values = np.concatenate([np.asarray(loss, float) for _, loss, _ in lines])
+    for label, loss, colour in lines:
+        loss = np.asarray(loss, dtype=float)
+        ax.plot(ts, np.where(np.isfinite(loss), loss, np.nan), color=colour, lw=2, label=label)
+        ax.plot(0, np.interp(0, ts, loss), **END, mfc=colour, zorder=5)
+    if contour_levels(values)[1]:
+        set_plain_log(ax)
+    ax.axvline(0, color="0.4", ls=":", lw=1)
+    ax.set_xlabel(f"t along {direction} (t = 0: final weights ★)")
+    ax.set_ylabel(loss_label(ax.get_yscale() == "log", loss_name))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="upper center")
+    ax.set_title("1-D: the same scale for every minimum", fontsize=10)
+    notes = nonfinite_note(values, "line losses", "gaps in the lines")
+    if right is not None:
+        notes += _minima_panels(right, surfaces, loss_name)
+    fig.suptitle(title)
+    return finish(fig, notes, path)
+
+
+def _minima_panels(subfig, surfaces, loss_name) -> list:
+    """Small contour panels on one axis range and one colour scale, a ★ at each minimum (the centre)."""
+    n = len(surfaces)
+    ncols = n if n <= 3 else int(np.ceil(n / 2))
+    axes = np.atleast_1d(subfig.subplots(int(np.ceil(n / ncols)), ncols, sharex=True, sharey=True)).ravel()
+    scale = loss_scale(np.concatenate([s.loss.ravel() for _, s, _ in surfaces]))
+    notes = []
+    for ax, (label, surface, colour) in zip(axes, surfaces):
+        notes += draw_background(ax, surface, scale=scale, colorbar=False)
+        ax.plot(0, 0, **END, mfc=colour, zorder=5)
+        ax.set_title(label, fontsize=10, color=colour, fontweight="bold")
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=8)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    first = surfaces[0][1]
+    subfig.supxlabel(first.plane.axis_labels()[0], fontsize=9)
+    subfig.supylabel(first.plane.axis_labels()[1], fontsize=9)
+    add_colorbar(subfig, axes[0].filled, list(axes[:n]), scale[1], loss_name, shrink=0.85)
+    subfig.suptitle("2-D: one axis range and one colour scale", fontsize=10)
+    return sorted(set(notes), key=notes.index)
+
+
+# ---------------------------------------------------------------- several seeds
+
+def plot_multi_seed(minima_surface, minima_coords, minima_labels, minima_losses, lines, seed_panels, title, path,
+                    colours=None, loss_name: str = "training loss"):
+    """Several seeds: the plane through three minima (Garipov et al. 2018), the loss along the
+    straight line between every pair of minima with its barrier, and each seed's path on its own plane.
+
+    minima_surface: Surface of the three-minima plane; minima_coords (M, 2) their plane coordinates;
+    minima_labels, minima_losses (M,) their names and recorded losses; colours (M,) or None.
+    lines: [(pair_label, ts (P,), losses (P,), barrier, colour)].
+    seed_panels: [(surface, PlanePath)] one small panel per seed (up to about 10), one colour scale.
+    """
+    fig = new_figure("multi_seed")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.1, 1])
+    plane_ax, line_ax = top.subplots(1, 2, width_ratios=[1.1, 1])
+    colours = [run_colour(k) for k in range(len(minima_labels))] if colours is None else colours
+    notes = _minima_plane(plane_ax, minima_surface, minima_coords, minima_labels, minima_losses, colours,
+                          loss_name)
+    _barrier_lines(line_ax, lines, loss_name)
+    if seed_panels:
+        notes += _seed_panels(bottom, seed_panels, loss_name)
+    fig.suptitle(title)
+    return finish(fig, notes, path)
+
+
+def _minima_plane(ax, surface, coords, labels, losses, colours, loss_name) -> list:
+    notes = draw_background(ax, surface, scale=loss_scale(surface.loss, losses), loss_name=loss_name)
+    notes += set_plane_axes(ax, surface.alphas, surface.betas, surface.plane.axis_labels())
+    coords = np.asarray(coords, dtype=float)
+    for a, b in itertools.combinations(range(len(coords)), 2):
+        ax.plot(*coords[[a, b]].T, color="white", lw=1.2, ls=(0, (2, 2)), zorder=3)
+    handles = []
+    for point, label, loss, colour in zip(coords, labels, losses, colours):
+        ax.plot(*point, **END, mfc=colour, zorder=5)
+        ax.annotate(label, point, xytext=(7, 7), textcoords="offset points", fontsize=9, color="black",
+                    path_effects=WHITE_EDGE, zorder=6)
+        handles.append(Line2D([], [], **END, mfc=colour, label=f"{label}: recorded loss {loss:.4g}"))
+    handles.append(Line2D([], [], color="white", lw=1.2, ls=(0, (2, 2)), path_effects=GREY_EDGE,
+                          label="straight lines between minima (right)"))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8,
+              frameon=False)
+    ax.set_title("plane through three minima", fontsize=10)
+    return notes
+
+
+def _barrier_lines(ax, lines, loss_name):
+    """Loss along (1 - t) θ_a + t θ_b for each pair; the highest point marked with its barrier."""
+    values = np.concatenate([np.asarray(loss, float) for _, _, loss, _, _ in lines]) if lines else np.zeros(0)
+    for pair_label, ts, loss, barrier, colour in lines:
+        ts, loss = np.asarray(ts, float), np.asarray(loss, float)
+        ax.plot(ts, np.where(np.isfinite(loss), loss, np.nan), color=colour, lw=2,
+                label=f"{pair_label}: barrier {barrier:.3g}")
+        if np.isfinite(loss).any():
+            top = int(np.nanargmax(np.where(np.isfinite(loss), loss, np.nan)))
+            ax.plot(ts[top], loss[top], marker="^", ms=8, color=colour, mec="black", zorder=5)
+            ax.annotate(f"{barrier:.3g}", (ts[top], loss[top]), xytext=(0, 7), textcoords="offset points",
+                        ha="center", fontsize=8, color=colour, path_effects=WHITE_EDGE)
+    if values.size and contour_levels(values)[1]:
+        set_plain_log(ax)
+    ax.set_xlabel("t along (1 − t) θ_a + t θ_b")
+    ax.set_ylabel(loss_label(ax.get_yscale() == "log", loss_name))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, frameon=False)
+    ax.set_title("straight line between each pair of minima (▲: barrier)", fontsize=10)
+
+
+def _seed_panels(subfig, seed_panels, loss_name) -> list:
+    """Each seed's path on its own plane: small panels, one colour scale and one colour bar."""
+    n = len(seed_panels)
+    ncols = n if n <= 5 else int(np.ceil(n / 2))
+    axes = np.atleast_1d(subfig.subplots(int(np.ceil(n / ncols)), ncols)).ravel()
+    runs = [run for _, run in seed_panels]
+    scale = loss_scale(np.concatenate([s.loss.ravel() for s, _ in seed_panels]), *[r.losses for r in runs],
+                       cap=recorded_cap(runs))
+    notes = []
+    for k, (ax, (surface, run)) in enumerate(zip(axes, seed_panels)):
+        notes += draw_background(ax, surface, scale=scale, colorbar=False)
+        set_plane_axes(ax, surface.alphas, surface.betas, surface.plane.axis_labels())
+        colour = run.colour or run_colour(k)
+        draw_path(ax, run.coords, colour, drawn=run.drawn)
+        ax.set_title(run.legend_label(), fontsize=9, color=colour, fontweight="bold")
+        ax.xaxis.label.set_fontsize(7)
+        ax.yaxis.label.set_fontsize(7)
+        ax.tick_params(labelsize=7)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    add_colorbar(subfig, axes[0].filled, list(axes[:n]), scale[1], loss_name, shrink=0.9)
+    subfig.suptitle("each seed's path on its own plane (○ start, ★ end; dashed: shadow, off its plane)",
+                    fontsize=10)
+    return sorted(set(notes), key=notes.index)
