@@ -1,8 +1,11 @@
 """Animated GIFs: gradient descent step by step on a rotating surface, and optimisers racing on a plane."""
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -17,20 +20,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import LogLocator, MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from outputs import atomic_path  # noqa: E402
-from plot_style import PATH_COLOURS, contour_levels, finite_prefix, view_azimuth  # noqa: E402
+from plot_style import (CURVE_CAP, check_drawn, contour_levels, draw_background, finite_prefix,  # noqa: E402
+                        loss_scale, path_style, run_colour, shadow_label, view_azimuth)
 
-FIGSIZE, DPI = (6.4, 4.8), 100  # 640 x 480 frames keep a 60-frame GIF well under 3 MB
-ROTATION = 70  # degrees the camera turns over one GIF: slow enough to follow the path
+FIGSIZE, DPI = (8, 6), 100  # 800 x 600 frames: 10-12 pt text reads at the GIF's own size, 60 frames < 3 MB
+FONT = dict(tick=9, label=11, caption=11, title=12)  # points, at DPI 100
+HOLD_MS = 1500  # the last frame stays this long before the loop starts again: time to read the result
+ROTATION = 30  # degrees the camera swings to either side of the best view: slow enough to follow the path
+ELEVATION = 30  # degrees above the plane: the surface's relief shows, never edge-on
 PALETTE_SIZE = 128  # colours shared by all frames: smooth enough for viridis, half the bytes of 256
 SURFACE_FACETS = 25  # at most this many facets per axis: smooth enough, and large flat areas compress well
 TICKS = 5  # at most this many ticks per 3D axis: tick labels are most of a frame's drawing time
 HEAD_COLOUR = "#D55E00"  # the current point: vermillion stands out from viridis and from the white trail
-RACE_COLOURS = PATH_COLOURS  # the colours of the same runs in the PNGs and the pages
-ACCENTS = ["white", "black", HEAD_COLOUR, *RACE_COLOURS]  # small markers: exact entries of every palette
+ACCENTS = ["white", "black", HEAD_COLOUR]  # small markers: exact entries of every palette (plus the runs' colours)
 
 
 @dataclass
@@ -54,29 +60,58 @@ def frame_indices(n_points: int, n_frames: int) -> np.ndarray:
 
 
 def descent_gif(surface, coords, path_surface_loss, true_losses, steps, path, title,
-                n_frames: int = 60, frame_ms: int = 80, workers: int | None = None) -> GifInfo:
-    """The path growing step by step on the 3D surface while the camera turns slowly.
+                n_frames: int = 60, frame_ms: int = 80, workers: int | None = None,
+                loss_name: str = "training loss") -> GifInfo:
+    """The path growing step by step on the 3D surface while the camera swings about its best view.
 
     coords (T, 2) plane coordinates; path_surface_loss (T,) the surface's value there (where the
-    path is drawn); true_losses (T,) and steps (T,) are printed in each frame. A diverged tail
+    path is drawn); true_losses (T,) and steps (T,) are printed under each frame. A diverged tail
     (non-finite rows) is cut. Frames are rendered by `workers` processes (default: one per
-    core), each reusing one figure.
+    core), each reusing one figure; the last frame is held HOLD_MS.
     """
     start = time.perf_counter()
-    scene = descent_scene(surface, coords, path_surface_loss, true_losses, steps, title)
+    scene = descent_scene(surface, coords, path_surface_loss, true_losses, steps, title, loss_name)
     shown = frame_indices(len(scene["coords"]), n_frames)
     workers = min(workers or len(os.sched_getaffinity(0)), max(1, len(shown) // 8))
-    parts = np.array_split(np.arange(len(shown)), workers)
-    jobs = [(scene, shown, part) for part in parts]
-    if workers == 1:
-        frames = _render_descent(*jobs[0])
-    else:  # fork: the children inherit the imports; each renders a contiguous share of the frames
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            frames = [f for part in pool.map(_render_descent, *zip(*jobs)) for f in part]
+    jobs = [(scene, shown, part) for part in np.array_split(np.arange(len(shown)), workers)]
+    frames = [f for part in in_workers(_render_descent, jobs) for f in part]  # contiguous shares, in order
     return _write_gif(frames, path, frame_ms, start)
 
 
-def descent_scene(surface, coords, path_surface_loss, true_losses, steps, title) -> dict:
+PR_SET_PDEATHSIG = 1  # from linux/prctl.h
+
+
+def in_workers(fn, jobs) -> list:
+    """[fn(*job) for job in jobs], one forked process per job when there are several (the children
+    inherit the imports). Each worker dies with its parent: a killed run leaves no renderer behind."""
+    if len(jobs) == 1:
+        return [fn(*jobs[0])]
+    with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("fork"),
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+        return list(pool.map(fn, *zip(*jobs)))
+
+
+def die_with_parent(parent: int) -> None:
+    """Worker initializer: end this process when `parent` dies, even by SIGKILL, which runs no clean-up.
+
+    Linux sends the signal itself (prctl PR_SET_PDEATHSIG); a thread that polls the parent's pid is
+    the fallback elsewhere, and catches a parent that died before prctl was set.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # no prctl on this system: the watchdog alone
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int, period_s: float = 0.5) -> None:
+    while os.getppid() == parent:  # an orphan is adopted by another process: its parent pid changes
+        time.sleep(period_s)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def descent_scene(surface, coords, path_surface_loss, true_losses, steps, title,
+                  loss_name: str = "training loss") -> dict:
     """Everything a descent frame needs, as plain arrays: heights are log10(loss) when the loss
     spans decades, clipped to the surface's finite range (a NaN corner is drawn at the top)."""
     T = max(1, finite_prefix(coords, path_surface_loss, true_losses))
@@ -89,13 +124,19 @@ def descent_scene(surface, coords, path_surface_loss, true_losses, steps, title)
 
     z = height(surface.loss)  # (B, A)
     lift = 0.015 * (height(hi) - height(lo))  # the path floats just above the facets: never hidden
-    return dict(alphas=surface.alphas, betas=surface.betas, z=z, is_log=is_log, azim0=view_azimuth(z),
-                labels=surface.plane.axis_labels(), coords=np.asarray(coords, float)[:T], heights=height(drawn) + lift,
-                true_losses=np.asarray(true_losses, float)[:T], steps=np.asarray(steps)[:T], title=title)
+    return dict(alphas=surface.alphas, betas=surface.betas, z=z, is_log=is_log, lo=lo, hi=hi,
+                azim0=view_azimuth(z), labels=surface.plane.axis_labels(), coords=np.asarray(coords, float)[:T],
+                heights=height(drawn) + lift, true_losses=np.asarray(true_losses, float)[:T],
+                steps=np.asarray(steps)[:T], title=title, loss_name=loss_name)
+
+
+def caption_text(scene: dict, i: int) -> str:
+    """The line under frame i; fixed width, so the room kept for it fits every frame."""
+    return f"epoch {int(scene['steps'][i]):>5}   {scene['loss_name']} {scene['true_losses'][i]:10.4g}"
 
 
 def descent_figure(scene: dict):
-    """(fig, trail, head, label): the surface drawn once, the moving artists still empty."""
+    """(fig, trail, head, caption): the surface drawn once, the moving artists still empty."""
     fig = plt.figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     ax = fig.add_subplot(projection="3d", computed_zorder=False)  # draw order as given: path above surface
     aa, bb = np.meshgrid(scene["alphas"], scene["betas"])  # (B, A): z[i, j] sits at (alphas[j], betas[i])
@@ -103,39 +144,53 @@ def descent_figure(scene: dict):
     ax.plot_surface(aa, bb, scene["z"], cmap="viridis", rstride=stride, cstride=stride, linewidth=0,
                     antialiased=False, alpha=0.75, zorder=1)
     trail, = ax.plot([], [], [], color="white", lw=2.5, zorder=3)
-    ax.plot(*scene["coords"][0], scene["heights"][0], "o", ms=7, mfc="white", mec="black", zorder=4)
-    head, = ax.plot([], [], [], "o", ms=9, mfc=HEAD_COLOUR, mec="black", zorder=5)
-    ax.set_xlabel(scene["labels"][0], fontsize=8)
-    ax.set_ylabel(scene["labels"][1], fontsize=8)
-    ax.set_zlabel("training loss" + (" (log10)" if scene["is_log"] else ""), fontsize=8)
-    ax.tick_params(labelsize=7)
+    ax.plot(*scene["coords"][0], scene["heights"][0], "o", ms=8, mfc="white", mec="black", zorder=4)
+    head, = ax.plot([], [], [], "o", ms=10, mfc=HEAD_COLOUR, mec="black", zorder=5)
+    _style_descent_axes(ax, scene)
+    fig.suptitle(scene["title"], fontsize=FONT["title"])  # a 3D axes title re-measures the whole axes every frame
+    # supxlabel: constrained layout keeps a row for it under the axes, so it never covers an axis label
+    caption = fig.supxlabel(caption_text(scene, len(scene["steps"]) - 1), fontsize=FONT["caption"],
+                            family="monospace")
+    return fig, trail, head, caption
+
+
+def _style_descent_axes(ax, scene: dict) -> None:
+    """Axis labels and at most TICKS ticks per axis; log heights get round loss values as labels, as the PNG."""
+    ax.set_xlabel(scene["labels"][0], fontsize=FONT["label"], labelpad=8)
+    ax.set_ylabel(scene["labels"][1], fontsize=FONT["label"], labelpad=8)
+    ax.set_zlabel(scene["loss_name"] + (" (log scale)" if scene["is_log"] else ""), fontsize=FONT["label"],
+                  labelpad=8)
+    ax.tick_params(labelsize=FONT["tick"])
     for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
         axis.set_major_locator(MaxNLocator(TICKS))
+    if scene["is_log"]:
+        lo, hi = scene["lo"], scene["hi"]
+        values = [v for v in LogLocator(subs=(1, 2, 5), numticks=TICKS + 1).tick_values(lo, hi) if lo <= v <= hi]
+        ax.zaxis.set_ticks(np.log10(values), [f"{v:g}" for v in values])
     ax.grid(False)  # grid lines sweep across every frame: noise to the eye and to the GIF encoder
-    fig.suptitle(scene["title"], fontsize=10)  # a 3D axes title re-measures the whole axes every frame
-    label = fig.text(0.02, 0.02, "", fontsize=9, family="monospace")
-    return fig, trail, head, label
 
 
 def set_descent_frame(scene: dict, artists, i: int, azim: float) -> None:
     """Show checkpoint i: the trail up to it, the marker on it, its epoch and loss, the camera at azim."""
-    fig, trail, head, label = artists
+    fig, trail, head, caption = artists
     coords, heights = scene["coords"], scene["heights"]
     trail.set_data_3d(coords[:i + 1, 0], coords[:i + 1, 1], heights[:i + 1])
     head.set_data_3d(coords[i:i + 1, 0], coords[i:i + 1, 1], heights[i:i + 1])
-    label.set_text(f"epoch {int(scene['steps'][i]):>4}   training loss {scene['true_losses'][i]:.4f}")
-    fig.axes[0].view_init(elev=32, azim=azim)
+    caption.set_text(caption_text(scene, i))
+    fig.axes[0].view_init(elev=ELEVATION, azim=azim)
 
 
 def camera_azimuth(scene: dict, k: int, n_frames: int) -> float:
-    """Frame k of n_frames: the camera sweeps ROTATION degrees centred on the scene's best view."""
-    return scene["azim0"] - ROTATION / 2 + ROTATION * k / max(1, n_frames - 1)
+    """Frame k of n_frames: the camera swings ROTATION degrees to either side of the scene's best view,
+    starting there and coming back to it, so the first frame shows the surface's shape and the loop is seamless."""
+    return scene["azim0"] + ROTATION * np.sin(2 * np.pi * k / max(1, n_frames))
 
 
 def _render_descent(scene: dict, shown: np.ndarray, part: np.ndarray) -> list:
     """Frames number `part` of the descent GIF, drawn on one figure whose artists are updated."""
     artists = descent_figure(scene)
     fig = artists[0]
+    set_descent_frame(scene, artists, shown[-1], scene["azim0"])
     fig.canvas.draw()
     fig.set_layout_engine("none")  # layout fixed after the first draw: re-solving it per frame doubles the time
     frames = []
@@ -156,29 +211,46 @@ def race_indices(lengths, n_frames: int):
     return shown, np.minimum(shown[:, None], np.asarray(lengths)[None, :] - 1)
 
 
-def optimizer_race_gif(surface, runs, path, title, n_frames: int = 60, frame_ms: int = 80) -> GifInfo:
+@dataclass
+class RaceRun:
+    """One run of the race: coords (T, 2) and recorded losses (T,) per epoch; a "shadow" run leaves
+    the plane and is drawn dashed, never as if the contours were its loss."""
+    coords: np.ndarray
+    losses: np.ndarray
+    label: str
+    drawn: str = "surface"
+    colour: str | None = None
+    residual_mean: float | None = None
+
+
+def as_race_run(run) -> RaceRun:
+    """A RaceRun from a tuple (coords, losses, label[, drawn[, colour]]), a dict or a RaceRun."""
+    return run if isinstance(run, RaceRun) else RaceRun(**run) if isinstance(run, dict) else RaceRun(*run)
+
+
+def optimizer_race_gif(surface, runs, path, title, n_frames: int = 60, frame_ms: int = 80,
+                       loss_name: str = "training loss") -> GifInfo:
     """Several runs from one start racing over the contours of their shared plane.
 
-    runs: list of (coords (T_r, 2), losses (T_r,), label), one record per epoch. A run that
-    ended early (it diverged) waits at its last finite point. Drawn by blitting: the contours
-    are rendered once, only the paths and the counter are drawn per frame.
+    runs: RaceRuns, or tuples/dicts with their fields, one record per epoch. A run that ended early
+    (it diverged) waits at its last finite point. Contours and colour bar are the PNG's
+    (plot_style.draw_background on the same colour scale). Drawn by blitting: the background is
+    rendered once, only the paths and the counter are drawn per frame.
     """
     start = time.perf_counter()
-    tracks = [_finite_run(coords, losses) for coords, losses, _ in runs]
-    labels = [label for _, _, label in runs]
-    fig, ax = _race_background(surface, title)
-    colours = [RACE_COLOURS[k % len(RACE_COLOURS)] for k in range(len(runs))]
-    trails = [ax.plot([], [], color=c, lw=2, animated=True)[0] for c in colours]
+    runs = [as_race_run(run) for run in runs]
+    tracks = [_finite_run(run.coords, run.losses) for run in runs]
+    colours = [run.colour or run_colour(k) for k, run in enumerate(runs)]
+    fig, ax = _race_background(surface, title, [losses for _, losses in tracks], loss_name)
+    trails = [ax.plot([], [], **path_style(c, run.drawn), animated=True)[0] for c, run in zip(colours, runs)]
     heads = [ax.plot([], [], "o", ms=8, color=c, mec="black", animated=True)[0] for c in colours]
     ax.plot(*tracks[0][0][0], "o", ms=9, mfc="white", mec="black")
-    handles = [Line2D([], [], color=c, lw=2, marker="o", mec="black", label=lbl) for c, lbl in zip(colours, labels)]
-    handles.append(Line2D([], [], ls="none", marker="o", ms=9, mfc="white", mec="black", label="start"))
+    handles = race_handles(runs, colours)
     legend_at, counter_at = _emptiest_corners([c for c, _ in tracks], surface.alphas, surface.betas)[:2]
-    ax.legend(handles=handles, loc=CORNERS[legend_at][0], fontsize=8, framealpha=0.85)
+    ax.legend(handles=handles, loc=CORNERS[legend_at][0], fontsize=FONT["tick"], framealpha=0.85)
     counter = ax.text(*CORNERS[counter_at][1], "", ha=CORNERS[counter_at][2], va=CORNERS[counter_at][3],
-                      transform=ax.transAxes, fontsize=8, family="monospace", animated=True,
+                      transform=ax.transAxes, fontsize=FONT["tick"], family="monospace", animated=True,
                       bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
-    width = max(len(lbl) for lbl in labels)
     fig.canvas.draw()
     fig.set_layout_engine("none")  # layout fixed after the first draw: the background must not move
     background = fig.canvas.copy_from_bbox(fig.bbox)
@@ -193,12 +265,25 @@ def optimizer_race_gif(surface, runs, path, title, n_frames: int = 60, frame_ms:
             head.set_data(coords[j:j + 1, 0], coords[j:j + 1, 1])
         for artist in [trails[r] for r in order] + heads:  # every head above every trail
             ax.draw_artist(artist)
-        counter.set_text(f"epoch {i}\n" + "\n".join(f"{lbl:<{width}}  loss {losses[j]:.4f}"
-                                                     for lbl, (_, losses), j in zip(labels, tracks, row)))
+        counter.set_text(_race_counter(i, [run.label for run in runs], [losses for _, losses in tracks], row))
         ax.draw_artist(counter)
         frames.append(_grab(fig))
     plt.close(fig)
-    return _write_gif(frames, path, frame_ms, start)
+    return _write_gif(frames, path, frame_ms, start, accents=ACCENTS + colours)
+
+
+def race_handles(runs, colours) -> list:
+    """Legend entries drawn like the trails: a shadow run dashed, "(shadow: ... off plane)" in its label."""
+    handles = [Line2D([], [], **path_style(c, run.drawn), marker="o", mec="black",
+                      label=shadow_label(run.label, check_drawn(run.drawn), run.residual_mean))
+               for c, run in zip(colours, runs)]
+    return handles + [Line2D([], [], ls="none", marker="o", ms=9, mfc="white", mec="black", label="start")]
+
+
+def _race_counter(epoch: int, labels, losses, row) -> str:
+    width = max(len(label) for label in labels)
+    return f"epoch {epoch}\n" + "\n".join(f"{label:<{width}}  loss {loss[j]:.4f}"
+                                           for label, loss, j in zip(labels, losses, row))
 
 
 def _finite_run(coords, losses):
@@ -207,19 +292,20 @@ def _finite_run(coords, losses):
     return np.asarray(coords, float)[:T], np.asarray(losses, float)[:T]
 
 
-def _race_background(surface, title):
-    """The figure with everything that does not move: filled contours, colour bar, axes, title."""
+def _race_background(surface, title, losses, loss_name: str):
+    """The figure with everything that does not move: the PNG's contours and colour bar, axes, title.
+
+    The colour scale covers the surface and the runs' recorded losses below CURVE_CAP x the largest
+    initial loss, as in optimizer_comparison.png."""
     fig = plt.figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    levels, is_log = contour_levels(surface.loss)
-    norm = matplotlib.colors.LogNorm(levels[0], levels[-1]) if is_log else None
-    filled = ax.contourf(surface.alphas, surface.betas, np.ma.masked_invalid(surface.loss), levels=levels,
-                         cmap="viridis", norm=norm)
-    fig.colorbar(filled, ax=ax, label="training loss (BCE)" + (", log scale" if is_log else ""),
-                 ticks=levels[::2], format="%.3g")
-    ax.set_xlabel(surface.plane.axis_labels()[0])
-    ax.set_ylabel(surface.plane.axis_labels()[1])
-    ax.set_title(title, fontsize=11)
+    firsts = np.array([l[0] for l in losses if len(l) and np.isfinite(l[0])])
+    scale = loss_scale(surface.loss, *losses, cap=CURVE_CAP * np.max(firsts, initial=1e-12))
+    draw_background(ax, surface, scale=scale, loss_name=loss_name)
+    ax.set_xlabel(surface.plane.axis_labels()[0], fontsize=FONT["label"])
+    ax.set_ylabel(surface.plane.axis_labels()[1], fontsize=FONT["label"])
+    ax.tick_params(labelsize=FONT["tick"])
+    ax.set_title(title, fontsize=FONT["title"])
     ax.set_xlim(surface.alphas[0], surface.alphas[-1])
     ax.set_ylim(surface.betas[0], surface.betas[-1])
     return fig, ax
@@ -250,29 +336,35 @@ def _grab(fig) -> np.ndarray:
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-def shared_palette(frames, size: int = PALETTE_SIZE) -> Image.Image:
-    """One palette for every frame: adaptive colours from a few frames, plus the ACCENTS exactly.
+def shared_palette(frames, size: int = PALETTE_SIZE, accents=ACCENTS) -> Image.Image:
+    """One palette for every frame: adaptive colours from a few frames, plus the accents exactly.
 
     A palette per frame would flicker; median cut alone averages a small marker's colour away.
     """
+    accents = list(dict.fromkeys(accents))  # a run's colour may repeat an accent
     sample = np.concatenate(frames[:: max(1, len(frames) // 6)], axis=0)  # (6 H, W, 3)
-    adaptive = Image.fromarray(sample).quantize(colors=size - len(ACCENTS), method=Image.Quantize.MEDIANCUT)
-    accents = [round(255 * c) for colour in ACCENTS for c in to_rgb(colour)]
+    adaptive = Image.fromarray(sample).quantize(colors=size - len(accents), method=Image.Quantize.MEDIANCUT)
+    exact = [round(255 * c) for colour in accents for c in to_rgb(colour)]
     palette = Image.new("P", (1, 1))
-    palette.putpalette(adaptive.getpalette()[:3 * (size - len(ACCENTS))] + accents)
+    palette.putpalette(adaptive.getpalette()[:3 * (size - len(accents))] + exact)
     return palette
 
 
-def _write_gif(frames, path, frame_ms, start) -> GifInfo:
+def frame_durations(n_frames: int, frame_ms: int) -> list:
+    """Milliseconds per frame: frame_ms each, the last held HOLD_MS so the result can be read."""
+    return [frame_ms] * (n_frames - 1) + [max(frame_ms, HOLD_MS)]
+
+
+def _write_gif(frames, path, frame_ms, start, accents=ACCENTS) -> GifInfo:
     """Every frame mapped to one shared palette (no dithering), looping forever, written atomically.
 
     imageio's pillow plugin gets the frames already indexed, with the palette: handed RGB it
     would quantise every frame again, which took longer than all the rest of the writing.
     """
-    palette = shared_palette(frames)
+    palette = shared_palette(frames, accents=accents)
     indexed = np.stack([np.asarray(Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE))
                         for f in frames])  # (N, H, W) palette indices
     with atomic_path(path) as tmp:
         iio.imwrite(tmp, indexed, extension=".gif", plugin="pillow", mode="P", palette=bytes(palette.getpalette()),
-                    duration=frame_ms, loop=0)
+                    duration=frame_durations(len(frames), frame_ms), loop=0)
     return GifInfo(Path(path), len(frames), time.perf_counter() - start, Path(path).stat().st_size)

@@ -1,11 +1,21 @@
-"""GIFs reopen with the requested frames, timing and looping; frame selection keeps both ends."""
+"""GIFs reopen with the requested frames, timing and looping; frame selection keeps both ends; the
+last frame is held; captions clear the axes; shadow runs are dashed; workers die with their parent."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from matplotlib.colors import to_rgb
+from mpl_toolkits.mplot3d import proj3d
 from PIL import Image
 
 import animations
+from plot_style import run_colour
 from loss_surface import Surface
 from projection import Plane
 
@@ -27,12 +37,18 @@ def tiny_surface(loss_fn=bowl):
 
 
 def gif_facts(path):
+    """(frames stored, first frame's ms, loop, RGB frames); Pillow merges identical neighbours."""
+    return gif_frames(path)[:4]
+
+
+def gif_frames(path):
     with Image.open(path) as gif:
-        frames = []
+        frames, durations = [], []
         for k in range(gif.n_frames):
             gif.seek(k)
             frames.append(np.asarray(gif.convert("RGB")))
-        return gif.n_frames, gif.info["duration"], gif.info["loop"], frames
+            durations.append(gif.info["duration"])
+        return gif.n_frames, durations[0], gif.info["loop"], frames, durations
 
 
 def straight_path(n):
@@ -113,7 +129,7 @@ def test_race_with_runs_of_unequal_length_and_a_non_finite_surface(tmp_path):
     assert info.n_frames == 6 and 2 <= n <= 6 and duration == 50 and loop == 0
     assert frames[0].shape == (240, 320, 3)
     assert not np.array_equal(frames[0], frames[-1])
-    assert has_colour(frames[-1], animations.RACE_COLOURS[0]) and has_colour(frames[-1], animations.RACE_COLOURS[1])
+    assert has_colour(frames[-1], run_colour(0)) and has_colour(frames[-1], run_colour(1))
 
 
 def test_legend_and_counter_go_to_the_corners_no_path_crosses():
@@ -127,5 +143,132 @@ def test_shared_palette_holds_every_accent_exactly():
     frames = [np.full((20, 30, 3), k * 40, np.uint8) for k in range(6)]  # grey frames: no accent in them
     palette = np.array(animations.shared_palette(frames, size=32).getpalette()).reshape(-1, 3)
     assert len(palette) <= 32
-    for colour in animations.ACCENTS:
+    for colour in animations.ACCENTS:  # noqa: B007
         assert (palette == np.round(255 * np.array(to_rgb(colour)))).all(axis=1).any(), colour
+
+
+def test_the_last_frame_is_held_and_the_others_keep_their_pace(tmp_path):
+    coords, loss = straight_path(9)
+    animations.descent_gif(tiny_surface(), coords, loss, loss, np.arange(9), tmp_path / "d.gif", "t",
+                           n_frames=5, frame_ms=90)
+    t = np.linspace(0, 1, 7)[:, None]
+    animations.optimizer_race_gif(tiny_surface(), [(np.hstack([-0.8 + t, 0 * t]), np.linspace(1, 0.2, 7), "a")],
+                                  tmp_path / "r.gif", "r", n_frames=7, frame_ms=60)
+    for name, pace in (("d.gif", 90), ("r.gif", 60)):
+        durations = gif_frames(tmp_path / name)[4]
+        assert durations[-1] == animations.HOLD_MS == 1500, name
+        assert set(durations[:-1]) == {pace}, name  # every frame differs from the next: none merged
+
+
+def test_the_caption_clears_every_axis_label_at_every_camera_angle(monkeypatch):
+    monkeypatch.setattr(animations, "FIGSIZE", (8, 6))  # the real frame: its fonts and margins
+    coords, loss = straight_path(9)
+    scene = animations.descent_scene(tiny_surface(), coords, loss, loss, np.arange(9), "t")
+    fig, *_ = artists = animations.descent_figure(scene)
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
+    ax = fig.axes[0]
+    for k in range(0, 60, 6):
+        animations.set_descent_frame(scene, artists, 8, animations.camera_azimuth(scene, k, 60))
+        fig.canvas.draw()
+        caption = artists[3].get_window_extent()
+        texts = [axis.label for axis in (ax.xaxis, ax.yaxis, ax.zaxis)]
+        texts += [t for axis in (ax.xaxis, ax.yaxis, ax.zaxis) for t in axis.get_ticklabels() if t.get_text()]
+        assert caption.y0 >= 0 and caption.width > 0
+        assert not [t.get_text() for t in texts if t.get_window_extent().overlaps(caption)], k
+
+
+def test_the_first_frame_faces_the_surface_from_above_its_low_side(monkeypatch):
+    monkeypatch.setattr(animations, "FIGSIZE", (8, 6))
+    coords, loss = straight_path(9)
+    scene = animations.descent_scene(tiny_surface(), coords, loss, loss, np.arange(9), "t")
+    assert animations.camera_azimuth(scene, 0, 60) == scene["azim0"]  # the best view, not a sweep's end
+    assert abs(animations.camera_azimuth(scene, 59, 60) - scene["azim0"]) < 0.15 * animations.ROTATION
+    assert 20 <= animations.ELEVATION <= 45  # from above: the relief shows, never edge-on
+    fig, *_ = artists = animations.descent_figure(scene)
+    animations.set_descent_frame(scene, artists, 0, animations.camera_azimuth(scene, 0, 60))
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    a, b = scene["alphas"][[0, -1, -1, 0]], scene["betas"][[0, 0, -1, -1]]  # the grid's corners, in order
+    x, y, _ = proj3d.proj_transform(a, b, np.full(4, scene["z"].min()), ax.get_proj())
+    corners = ax.transData.transform(np.stack([x, y], axis=1))  # (4, 2) pixels
+    area = 0.5 * abs(np.dot(corners[:, 0], np.roll(corners[:, 1], 1)) - np.dot(corners[:, 1], np.roll(corners[:, 0], 1)))
+    # the grid's floor seen from above covers ~10% of the frame at 30 degrees; edge-on 0.5%, 10 degrees 4%
+    assert area / (fig.bbox.width * fig.bbox.height) > 0.07
+
+
+def test_a_shadow_run_is_dashed_and_says_so_and_a_given_colour_is_used(tmp_path):
+    t = np.linspace(0, 1, 8)[:, None]
+    runs = [(np.hstack([-0.8 + t, 0 * t]), np.linspace(1, 0.2, 8), "SGD"),
+            dict(coords=np.hstack([-0.8 + t, 0.5 * t]), losses=np.linspace(1, 0.3, 8), label="momentum",
+                 drawn="shadow", colour="#123456", residual_mean=0.4)]
+    records = [animations.as_race_run(run) for run in runs]
+    assert records[0].drawn == "surface" and records[0].colour is None
+    solid, dashed, start = animations.race_handles(records, [run_colour(0), "#123456"])
+    assert solid.get_label() == "SGD" and solid.get_linestyle() == "-"
+    assert dashed.get_label() == "momentum (shadow: 40 % off plane)" and dashed.get_linestyle() == "--"
+    assert start.get_label() == "start"
+    animations.optimizer_race_gif(tiny_surface(), runs, tmp_path / "r.gif", "r", n_frames=8)
+    assert has_colour(gif_facts(tmp_path / "r.gif")[3][-1], "#123456")
+    with pytest.raises(ValueError, match="drawn"):
+        animations.race_handles([animations.as_race_run((runs[0][0], runs[0][1], "x", "lifted"))], ["k"])
+
+
+def test_a_default_size_gif_stays_under_three_megabytes_for_sixty_frames(tmp_path, monkeypatch):
+    monkeypatch.setattr(animations, "FIGSIZE", (8, 6))  # the real 800 x 600 frames
+    alphas = betas = np.linspace(-2, 2, 40)
+    aa, bb = np.meshgrid(alphas, betas)
+    plane = Plane(torch.zeros(3), torch.tensor([1.0, 0, 0]), torch.tensor([0, 1.0, 0]), "pca", (0.7, 0.2))
+    surface = Surface(alphas, betas, 0.5 + 0.3 * np.sin(2 * aa) * np.cos(1.5 * bb) + 0.15 * (aa ** 2 + bb ** 2),
+                      np.ones_like(aa), plane)
+    coords = np.stack([np.linspace(1.8, -0.7, 12), np.linspace(1.2, -0.3, 12)], axis=1)
+    loss = 0.5 + 0.15 * (coords ** 2).sum(axis=1)
+    info = animations.descent_gif(surface, coords, loss, loss, np.arange(12), tmp_path / "big.gif", "size",
+                                  n_frames=12, workers=1)
+    assert gif_facts(tmp_path / "big.gif")[3][0].shape == (600, 800, 3)
+    assert info.bytes / 12 * 60 < 3e6  # the first frame is a whole picture, later ones only changes: an upper bound
+
+
+KILLED_RENDERER = """
+import sys, numpy as np
+sys.path[:0] = [{root!r}, {tests!r}]
+import animations, test_animations as t
+animations.FIGSIZE = (6, 4.5)
+coords, loss = t.straight_path(400)
+animations.descent_gif(t.tiny_surface(), coords, loss, loss, np.arange(400), {out!r}, "killed", n_frames=400,
+                       workers=2)
+"""
+
+
+def group_members(pgid: int) -> list:
+    """Live processes (not zombies) whose process group is pgid, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # not a process, or it just ended
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the workers")
+def test_frame_workers_end_when_their_parent_is_killed(tmp_path):
+    script = KILLED_RENDERER.format(root=str(Path(animations.__file__).parent), tests=str(Path(__file__).parent),
+                                    out=str(tmp_path / "k.gif"))
+    parent = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)  # its own process group
+    try:
+        deadline = time.monotonic() + 60
+        while len(group_members(parent.pid)) < 3 and parent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # until both workers run
+        assert len(group_members(parent.pid)) >= 3, "the workers never started"
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 3
+        while group_members(parent.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert group_members(parent.pid) == []
+    finally:
+        for pid in group_members(parent.pid):  # a failed test must not leave renderers behind
+            os.kill(pid, signal.SIGKILL)
