@@ -1,70 +1,38 @@
 """The pipeline: train, project, evaluate the landscape and write every figure to the output folder."""
 from __future__ import annotations
 
-import dataclasses
-import os
 import sys
 import time
-import warnings
-from dataclasses import dataclass
 
-import numpy as np
-import torch
-from tqdm import tqdm
+import config  # no torch here: --help and bad arguments answer before torch is imported
 
-import config
-from config import wants
-from data import make_dataset
-from gradients import plane_gradients
-from loss_surface import Surface, evaluate_points, evaluate_surface, grid_for, interpolate_line
-from models import FlatModel, build_model
-from outputs import output_path, remove_partial_files, write_json
-from report import print_report, summarize, write_animations, write_figures, write_pages
-from projection import (isomap_embedding, joint_pca_plane, pca_embedding, project,
-                        trustworthiness_score)
-from training import OptimizerSpec, Trajectory, train, train_optimizers
+USAGE = f"""usage: python main.py [--quick] [--no-cache] [--key=value | --key value ...]
 
-USAGE = f"""usage: python main.py [--quick] [--key=value ...]
-
-Trains logistic regression and an MLP, projects their paths onto loss-landscape planes and
-writes PNGs, GIFs, interactive HTML and summary.json. --quick runs a small preset of every
-stage in seconds. Output groups for --only/--skip: {", ".join(config.OUTPUT_GROUPS)}.
+Trains logistic regression and a model of your choice (an MLP, a small CNN or your own module),
+projects their paths onto loss-landscape planes and writes PNGs, GIFs, interactive HTML and
+summary.json. --quick runs a small preset of every stage in seconds; --no-cache recomputes every
+stage. Output groups for --only/--skip: {", ".join(config.OUTPUT_GROUPS)}.
 Every field of config.py can be set:
 """
-
-
-@dataclass
-class PathOnPlane:
-    """One run seen on a plane: its coordinates and the surface's values there."""
-    run: Trajectory
-    coords: np.ndarray  # (T, 2) least-squares plane coordinates
-    residual: np.ndarray  # (T,) relative distance of each checkpoint from the plane
-    surface_loss: np.ndarray  # (T,) L(center + a u + b v): where the path is drawn on the surface
-    grads: np.ndarray | None = None  # (T, 2) (g·u, g·v) at the in-plane points
-
-
-@dataclass
-class Landscape:
-    """One plane's surface and every run drawn on it."""
-    surface: Surface
-    paths: list
 
 
 class Stages:
     """Times each stage, prints one line per stage and keeps the timings for summary.json."""
 
-    def __init__(self):
-        self.seconds, self._start = {}, time.perf_counter()
+    def __init__(self, quiet: bool = False):
+        self.seconds, self._start, self.quiet = {}, time.perf_counter(), quiet
 
     def run(self, name: str, fn, *args, **kwargs):
         start = time.perf_counter()
         result = fn(*args, **kwargs)
         self.seconds[name] = round(time.perf_counter() - start, 3)
-        print(f"[{time.perf_counter() - self._start:6.1f}s] {name:<22} {self.seconds[name]:6.2f}s", flush=True)
+        if not self.quiet:
+            print(f"[{time.perf_counter() - self._start:6.1f}s] {name:<22} {self.seconds[name]:6.2f}s", flush=True)
         return result
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str):
+    import torch
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -72,182 +40,219 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# ---------------------------------------------------------------- data and models
+
+def main_model_key(cfg) -> str:
+    """The short name of the main model in file names: mlp, cnn, or model (a user's file)."""
+    return cfg.model if cfg.model in ("mlp", "cnn") else "model"
+
+
+def load_data(cfg, device):
+    import data
+    if cfg.data:
+        dataset = data.load_data_file(cfg.data, loss=cfg.loss)
+    else:
+        dataset = data.make_dataset(cfg.dataset, cfg.n_samples, cfg.n_features, cfg.noise, cfg.data_seed,
+                                    n_classes=cfg.n_classes)
+    return dataset.for_loss(cfg.loss).to(device)
+
+
+def model_builders(cfg, dataset, device) -> dict:
+    """kind -> seed -> FlatModel, for the logistic baseline and the main model, all on one loss."""
+    import models
+    loss = dataset.loss_kind
+    sizes = dict(n_classes=dataset.n_classes, image_shape=dataset.image_shape, loss=loss)
+
+    def builder(kind):
+        if kind in models.MODEL_KINDS:
+            make = lambda seed: models.build_model(kind, dataset.n_features, cfg.hidden_dim, seed, **sizes)  # noqa: E731
+        else:
+            make = lambda seed: models.load_user_model(cfg.model, dataset.n_features, dataset.n_classes, seed)  # noqa: E731
+        return lambda seed: models.FlatModel(make(seed), loss=loss, device=device,
+                                             eval_batch_size=cfg.eval_batch_size)
+    return {"logistic": builder("logistic"), main_model_key(cfg): builder(cfg.model)}
+
+
+def data_key(cfg) -> dict:
+    from stages import file_version
+    fields = ("dataset", "n_samples", "n_features", "noise", "data_seed", "n_classes", "data", "loss")
+    return {**{f: getattr(cfg, f) for f in fields}, "data_file": file_version(cfg.data)}
+
+
+def model_key(cfg, kind: str) -> dict:
+    from stages import file_version
+    user_file = cfg.model.rsplit(":", 1)[0] if kind == "model" else ""
+    return {"kind": kind, "model": cfg.model if kind != "logistic" else "logistic", "hidden_dim": cfg.hidden_dim,
+            "model_file": file_version(user_file), "eval_batch_size": cfg.eval_batch_size, "device": cfg.device}
+
+
 # ---------------------------------------------------------------- computation stages
 
-def model_factory(kind: str, data, cfg, device):
-    return lambda seed: FlatModel(build_model(kind, data.n_features, cfg.hidden_dim, seed), device=device)
+def train_all(cfg, cache, dataset, builders) -> dict:
+    """Every run: both models over the seeds, then the optimiser and learning-rate studies (cached one by one)."""
+    from tqdm import tqdm
 
-
-def train_all(cfg, data, fms, device) -> dict:
-    """Every run of the pipeline: both models over the seeds, the optimiser and learning-rate studies."""
-    spec = OptimizerSpec(cfg.optimizer, cfg.optimizer, cfg.lr, cfg.momentum)
-    jobs = [(kind, seed) for kind in ("logistic", "mlp") for seed in cfg.seed_list]
-    runs = {"logistic": [], "mlp": []}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        for kind, seed in tqdm(jobs, desc="training", unit="run", leave=False, disable=None):
-            run = train(model_factory(kind, data, cfg, device)(seed), data.X, data.y,
-                        dataclasses.replace(spec, label=f"{kind} seed {seed}"), cfg.epochs,
-                        batch_size=cfg.batch_size, seed=seed)
-            run.label = f"seed {seed}"
-            runs[kind].append(run)
-        studies = {
-            "optimizers": [OptimizerSpec("SGD", "sgd", cfg.compare_sgd_lr),
-                           OptimizerSpec("SGD+momentum", "sgd", cfg.compare_momentum_lr, cfg.compare_momentum),
-                           OptimizerSpec("Adam", "adam", cfg.compare_adam_lr)],
-            "lr_sensitivity": [OptimizerSpec(f"SGD lr={lr:g}", "sgd", lr) for lr in cfg.lr_list],
-        }
-        for name, specs in studies.items():
-            if wants(cfg, name) or (name == "optimizers" and (wants(cfg, "gifs") or wants(cfg, "html"))):
-                runs[name] = train_optimizers(fms["mlp"], data.X, data.y, specs, cfg.epochs,
-                                              batch_size=cfg.batch_size, seed=cfg.seed_list[0])
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+    import stages
+    from training import OptimizerSpec
+    main_key = main_model_key(cfg)
+    spec = OptimizerSpec("main", cfg.optimizer, cfg.lr, cfg.momentum)
+    jobs = [(kind, seed) for kind in builders for seed in cfg.seed_list]
+    studies = {"optimizers": [OptimizerSpec("SGD", "sgd", cfg.compare_sgd_lr),
+                              OptimizerSpec("SGD+momentum", "sgd", cfg.compare_momentum_lr, cfg.compare_momentum),
+                              OptimizerSpec("Adam", "adam", cfg.compare_adam_lr)],
+               "lr_sensitivity": [OptimizerSpec("lr", "sgd", lr) for lr in cfg.lr_list]}
+    wanted = {name: specs for name, specs in studies.items() if config.wants(cfg, name) or
+              (name == "optimizers" and (config.wants(cfg, "gifs") or config.wants(cfg, "html")))}
+    total = len(jobs) + sum(len(s) for s in wanted.values())
+    runs = {kind: [] for kind in builders}
+    with tqdm(total=total, desc="training", unit="run", leave=False, disable=None) as bar:
+        for kind, seed in jobs:
+            key = {"data": data_key(cfg), "model": model_key(cfg, kind)}
+            runs[kind].append(stages.train_run(cache, builders[kind](seed), dataset, spec, cfg.epochs,
+                                               cfg.batch_size, seed, f"seed {seed}", key))
+            bar.update()
+        first = cfg.seed_list[0]  # the studies start from the main model's first initialisation
+        for name, specs in wanted.items():
+            key = {"data": data_key(cfg), "model": model_key(cfg, main_key)}
+            runs[name] = []
+            for s in specs:
+                label = stages.describe(s, cfg.study_batch_size)
+                runs[name].append(stages.train_run(cache, builders[main_key](first), dataset, s, cfg.epochs,
+                                                   cfg.study_batch_size, first, label, key))
+                bar.update()
     return runs
 
 
-def build_landscape(fm, data, runs, cfg, with_grads=False) -> Landscape:
-    """One plane through the runs (centred on the first finite run's end), its surface, and every run on it."""
-    X, y = data.X, data.y
-    # A diverged run ends ~1e18 away: fitted on, it would shrink every other path to a dot.
-    fitted = [run for run in runs if not run.diverged] or runs[:1]
-    plane = joint_pca_plane(fitted, 0, layout=fm.layout, norm=cfg.direction_norm, ignore_bias=cfg.ignore_bias)
-    projected = [project(run.params, plane) for run in runs]
-    alphas, betas = grid_for([coords for (coords, _), run in zip(projected, runs)
-                              if any(run is f for f in fitted)], cfg.vis_resolution, cfg.grid_margin)
-    surface = evaluate_surface(fm, X, y, plane, alphas, betas)
-    paths = []
-    for run, (coords, residual) in zip(runs, projected):
-        surface_loss, _ = evaluate_points(fm, X, y, plane, coords)
-        grads = plane_gradients(fm, X, y, plane.points(coords), plane) if with_grads else None
-        paths.append(PathOnPlane(run, coords, residual, surface_loss, grads))
-    return Landscape(surface, paths)
-
-
-def compute_landscapes(cfg, data, runs, fm) -> dict:
+def compute_landscapes(cfg, cache, dataset, runs, fms) -> dict:
     """Every plane the figures need, each evaluated once and shared by PNG, GIF and HTML."""
-    scapes = {}
-    for kind in ("logistic", "mlp"):
-        scapes[kind] = build_landscape(fm[kind], data, runs[kind][:1], cfg, with_grads=True)
-    if (wants(cfg, "multi_seed") or wants(cfg, "html")) and len(runs["mlp"]) > 1:
-        scapes["multi_seed"] = build_landscape(fm["mlp"], data, runs["mlp"], cfg)
+    import stages
+    main_key, wants = main_model_key(cfg), lambda g: config.wants(cfg, g)  # noqa: E731
+    scapes = {kind: stages.single_run_landscape(cache, fms[kind], dataset, runs[kind][0], cfg)
+              for kind in ("logistic", main_key)}
+    fm, seeds = fms[main_key], runs[main_key]
+    if wants("plane_choice"):
+        scapes["plane_choice"] = stages.plane_choice(cache, fm, dataset, seeds[0], cfg)
+    if wants("multi_seed") and len(seeds) >= 2:
+        finite = stages.finite_runs(seeds)
+        if len(finite) >= 3:
+            scapes["three_minima"] = stages.minima_landscape(cache, fm, dataset, finite, cfg)
+        scapes["mode_connectivity"] = stages.mode_connectivity(cache, fm, dataset, finite)
+        scapes["seeds"] = stages.seed_landscapes(cache, fm, dataset, seeds, cfg)
     for study in ("optimizers", "lr_sensitivity"):
         if study in runs:
-            scapes[study] = build_landscape(fm["mlp"], data, runs[study], cfg)
+            scapes[study] = stages.shared_landscape(cache, fm, dataset, runs[study], cfg)
+    if wants("sharpness") and "lr_sensitivity" in runs:
+        scapes["sharpness"] = stages.sharpness(cache, fm, dataset, stages.finite_runs(runs["lr_sensitivity"]), cfg)
     return scapes
 
 
-def compute_curvature(cfg, data, runs, scapes, fm) -> dict:
-    """Hessian extremes along the MLP and logistic paths and the learning-rate runs; the convexity map."""
-    import hessian
-    along = lambda kind, run: hessian.curvature_along(fm[kind], data.X, data.y, run.params,  # noqa: E731
-                                                      every=cfg.curvature_every, method=cfg.hessian_method)
-    curvature = {kind: along(kind, runs[kind][0]) for kind in ("mlp", "logistic")}
-    if "lr_sensitivity" in runs and wants(cfg, "curvature"):  # does λmax climb to 2/lr? (edge of stability)
-        curvature["lr_sensitivity"] = [along("mlp", run) for run in runs["lr_sensitivity"]]
-    if cfg.curvature_resolution and wants(cfg, "eigen_ratio"):
-        surface = scapes["mlp"].surface
-        alphas = np.linspace(surface.alphas[0], surface.alphas[-1], cfg.curvature_resolution)
-        betas = np.linspace(surface.betas[0], surface.betas[-1], cfg.curvature_resolution)
-        ratio = hessian.eigen_ratio_map(fm["mlp"], data.X, data.y, surface.plane, alphas, betas,
-                                        method=cfg.hessian_method)
-        curvature["eigen_ratio"] = (alphas, betas, ratio)
+def compute_curvature(cfg, cache, dataset, runs, scapes, fms) -> dict:
+    """Hessian extremes along the main runs and the learning-rate runs; trace, density, top-2 plane; convexity map."""
+    import stages
+    main_key = main_model_key(cfg)
+    curvature = {kind: stages.curvature_of(cache, fms[kind], dataset, runs[kind][0], cfg)
+                 for kind in (main_key, "logistic")}
+    if "lr_sensitivity" in runs and config.wants(cfg, "curvature"):  # does λmax climb to 2/lr? (edge of stability)
+        curvature["lr_sensitivity"] = [stages.curvature_of(cache, fms[main_key], dataset, run, cfg)
+                                       for run in runs["lr_sensitivity"]]
+    run, fm = runs[main_key][0], stages.plane_model(fms[main_key], runs[main_key][0], -1)
+    if config.wants(cfg, "spectrum"):
+        extras = stages.curvature_extras(cache, fm, dataset, run, cfg)
+        span = (scapes[main_key].surface.alphas, scapes[main_key].surface.betas)  # the PCA plane's own grid
+        curvature["extras"] = extras
+        scapes["hessian_top2"] = stages.eigen_landscape(cache, fm, dataset, run, extras, span, cfg)
+    if cfg.curvature_resolution and config.wants(cfg, "eigen_ratio"):
+        curvature["eigen_ratio"] = stages.eigen_ratio(cache, fm, dataset, scapes[main_key], run, cfg)
     return curvature
-
-
-def compute_embeddings(runs) -> dict:
-    """The MLP checkpoints of every seed embedded by PCA and by Isomap, with trustworthiness."""
-    points = torch.cat([run.params for run in runs]).cpu()
-    n_neighbors = min(10, len(points) - 2)
-    with warnings.catch_warnings():  # separate runs make a disconnected graph; Isomap completes it
-        warnings.simplefilter("ignore")
-        isomap = isomap_embedding(points, n_neighbors)
-    pca = pca_embedding(points)
-    return {"points_per_run": [len(run) for run in runs],
-            "losses": torch.cat([run.losses for run in runs]).cpu().numpy(),
-            "pca": pca, "isomap": isomap,
-            "trust_pca": trustworthiness_score(points, pca), "trust_isomap": trustworthiness_score(points, isomap)}
-
-
-def compute_interpolation(data, runs, fm, n_points: int = 61) -> dict:
-    """Loss along the straight line from each model's initial to its final weights."""
-    ts = np.linspace(-0.25, 1.25, n_points)
-    lines = {}
-    for kind in ("logistic", "mlp"):
-        run = runs[kind][0]
-        loss, acc = interpolate_line(fm[kind], data.X, data.y, run.params[0], run.final, ts)
-        lines[kind] = (loss, acc)
-    return {"ts": ts, "lines": lines}
 
 
 # ---------------------------------------------------------------- entry point
 
-def run_pipeline(cfg: config.Config) -> dict:
+def run_pipeline(cfg: config.Config, use_cache: bool = True) -> dict:
     """Every stage in order; returns the summary that is also written to summary.json."""
-    stages, out = Stages(), cfg.output_dir
+    import torch
+
+    import distributed
+    import report
+    import stages as st
+    from models import check_outputs
+    from outputs import output_path, remove_partial_files, write_json
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)  # tiny matrices: extra threads mostly wait on each other
-    remove_partial_files(out)
+    ranks = distributed.setup(device)
+    writer = distributed.is_writer()
+    stages = Stages(quiet=not writer)
+    if writer:
+        remove_partial_files(cfg.output_dir)
+    # several ranks share the work of one computation: a cache entry would hold one rank's view of it
+    cache = st.StageCache(cfg.cache_dir if use_cache and ranks.world_size == 1 else None)
     torch.manual_seed(0)  # nothing should draw from it; fixed so an accidental draw is at least repeatable
-    # 1. data and training
-    data = stages.run("data", lambda: make_dataset(cfg.dataset, cfg.n_samples, cfg.n_features, cfg.noise,
-                                                   cfg.data_seed).to(device))
-    # the functional view of each model (seed 0's initialisation): one loss function for every stage
-    fms = {kind: model_factory(kind, data, cfg, device)(cfg.seed_list[0]) for kind in ("logistic", "mlp")}
-    runs = stages.run("training", train_all, cfg, data, fms, device)
-    # 2. planes, surfaces, gradients; curvature; embeddings; interpolation
-    scapes = stages.run("surfaces", compute_landscapes, cfg, data, runs, fms)
-    curvature = stages.run("curvature", compute_curvature, cfg, data, runs, scapes, fms) \
-        if wants(cfg, "curvature") or wants(cfg, "eigen_ratio") else {}
-    embeddings = stages.run("embeddings", compute_embeddings, runs["mlp"]) \
-        if wants(cfg, "isomap") and len(runs["mlp"]) > 1 else {}
-    lines = stages.run("interpolation", compute_interpolation, data, runs, fms) \
-        if wants(cfg, "interpolation") else {}
-    # 3. figures, animations, pages, summary
-    results = dict(cfg=cfg, runs=runs, scapes=scapes, curvature=curvature, embeddings=embeddings, lines=lines)
-    written = stages.run("figures", write_figures, out, results)
-    if wants(cfg, "gifs"):
-        written += stages.run("animations", write_animations, out, results)
-    summary = summarize(results, data, stages.seconds)
-    if wants(cfg, "html"):
-        written += stages.run("html", write_pages, out, results, written, summary)
+    # 1. data, models, training
+    dataset = stages.run("data", load_data, cfg, device)
+    builders = model_builders(cfg, dataset, device)
+    fms = {kind: build(cfg.seed_list[0]) for kind, build in builders.items()}  # one loss function per model
+    for kind, fm in fms.items():  # wrong shapes or labels: one line before any work
+        try:
+            check_outputs(fm, dataset.X, dataset.y, dataset.n_classes or None)
+        except ValueError as err:
+            raise config.ConfigError(f"model '{kind}' does not fit the data: {err}") from None
+    runs = stages.run("training", train_all, cfg, cache, dataset, builders)
+    # 2. planes and surfaces; curvature; embeddings; interpolation
+    scapes = stages.run("surfaces", compute_landscapes, cfg, cache, dataset, runs, fms)
+    curvature = stages.run("curvature", compute_curvature, cfg, cache, dataset, runs, scapes, fms) \
+        if config.wants(cfg, "curvature") or config.wants(cfg, "eigen_ratio") or config.wants(cfg, "spectrum") else {}
+    main_runs = runs[main_model_key(cfg)]
+    embeddings = stages.run("embeddings", st.embeddings, cache, main_runs) \
+        if config.wants(cfg, "isomap") and len(main_runs) > 1 else {}
+    lines = stages.run("interpolation", lambda: {kind: st.init_to_final(cache, fms[kind], dataset, runs[kind][0])
+                                                 for kind in fms}) if config.wants(cfg, "interpolation") else {}
+    if not writer:
+        return {}
+    # 3. figures, animations, pages, summary (rank 0 only)
+    results = dict(cfg=cfg, runs=runs, scapes=scapes, curvature=curvature, embeddings=embeddings, lines=lines,
+                   fms=fms, main=main_model_key(cfg), data=dataset, ranks=distributed.shares())
+    written = stages.run("figures", report.write_figures, cfg.output_dir, results)
+    if config.wants(cfg, "gifs"):
+        written += stages.run("animations", report.write_animations, cfg.output_dir, results)
+    summary = report.summarize(results, stages.seconds, cache)
+    if config.wants(cfg, "html"):
+        written += stages.run("html", report.write_pages, cfg.output_dir, results, written, summary)
     summary["timings_s"] = {**stages.seconds, "total": round(sum(stages.seconds.values()), 3)}
-    write_json(output_path(out, "summary.json"), summary)
-    print_report(summary, written, out)
+    path = output_path(cfg.output_dir, "summary.json")
+    write_json(path, report.merge_summary(path, summary) if cfg.only or cfg.skip else summary)
+    report.print_report(summary, written, cfg.output_dir)
     return summary
-
-
-def check_output_dir(path: str) -> None:
-    """An output folder that cannot be created or written is a user error: one line, exit 2."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".write-test-{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as err:
-        raise config.ConfigError(f"config field 'output_dir' = {path!r} is not allowed: "
-                                 f"cannot write there ({err.strerror})") from None
 
 
 def main(argv=None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if "--help" in args or "-h" in args:
-        print(USAGE + config.help_text())
-        return 0
     try:
-        base = config.quick(config.Config()) if "--quick" in args else config.Config()
-        cfg = config.apply_overrides(base, [a for a in args if a != "--quick"])
-        resolve_device(cfg.device)
+        cfg, flags = config.parse_args(args)
+        if "help" in flags:
+            print(USAGE + config.help_text())
+            return 0
+        from outputs import check_output_dir
         check_output_dir(cfg.output_dir)
+        resolve_device(cfg.device)
+        return _run(cfg, "no_cache" not in flags)
     except config.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def _run(cfg, use_cache: bool) -> int:
+    """The pipeline, with every error a user can cause turned into one line and exit code 2."""
+    import distributed
     try:
-        run_pipeline(cfg)
+        run_pipeline(cfg, use_cache)
     except KeyboardInterrupt:
         print("interrupted: finished files are intact, unfinished ones were not written", file=sys.stderr)
         return 130
+    except (config.ConfigError, distributed.RankError) as err:  # a bad file, a full disk, a dead rank
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        distributed.teardown()
     return 0
 
 

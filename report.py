@@ -12,58 +12,108 @@ from config import wants
 from training import path_statistics
 
 
-def summarize(results: dict, data, timings: dict) -> dict:
+def summarize(results: dict, timings: dict, cache=None) -> dict:
     """The run's numbers, as defined in the README: every value finite or null."""
-    cfg, runs, scapes, curvature, embeddings = (results[k] for k in ("cfg", "runs", "scapes", "curvature",
-                                                                     "embeddings"))
-    summary = {"config": dataclasses.asdict(cfg), "dataset": {"name": data.name, "n_samples": len(data.y),
-                                                             "n_features": data.n_features}}
-    summary["runs"] = {kind: [{"label": r.label, "initial_loss": float(r.losses[0]),
-                               "final_loss": float(r.losses[-1]), "final_accuracy": float(r.accuracies[-1]),
-                               "epochs": len(r) - 1, "diverged": r.diverged} for r in runs[kind]]
-                       for kind in runs}
+    cfg, runs, scapes, curvature = (results[k] for k in ("cfg", "runs", "scapes", "curvature"))
+    main, data, fm = results["main"], results["data"], results["fms"][results["main"]]
+    summary = {"config": dataclasses.asdict(cfg),
+               "dataset": {"name": data.name, "n_samples": len(data.y), "n_features": data.n_features},
+               "model": {"key": main, "kind": cfg.model, "loss": fm.loss_kind, "n_classes": data.n_classes,
+                         "parameters": fm.dim, "description": repr(fm.module),
+                         "evaluation": "eval mode, buffers (BatchNorm statistics) of each plane's centre"
+                         if len(fm.buffers) else "eval mode"}}
+    summary["runs"] = {group: [run_numbers(r) for r in group_runs] for group, group_runs in runs.items()}
     for study in ("optimizers", "lr_sensitivity"):
         if study in runs:
-            summary[study] = {r.label: path_statistics(r) for r in runs[study]}
-    summary["planes"] = {name: plane_numbers(scape) for name, scape in scapes.items()}
-    summary["curvature"] = {kind: curvature_numbers(curvature[kind], cfg.lr) for kind in ("mlp", "logistic")
+            summary[study] = {r.label: path_statistics(r.trajectory) for r in runs[study]}
+    summary["planes"] = plane_table(scapes)
+    if "mode_connectivity" in scapes:
+        summary["mode_connectivity"] = {pair: {k: line[k] for k in ("barrier", "end_losses", "max_loss")}
+                                        for pair, line in scapes["mode_connectivity"]["lines"].items()}
+    summary["curvature"] = {kind: curvature_numbers(curvature[kind], runs[kind][0]) for kind in (main, "logistic")
                             if kind in curvature}
     if "lr_sensitivity" in curvature:
-        summary["curvature"]["lr_sensitivity"] = {run.label: curvature_numbers(c, run.lr) for run, c in
-                                                  zip(runs["lr_sensitivity"], curvature["lr_sensitivity"])}
+        summary["curvature"]["lr_sensitivity"] = {run.label: {**curvature_numbers(c, run), "lr": run.spec.lr}
+                                                  for run, c in zip(runs["lr_sensitivity"], curvature["lr_sensitivity"])}
+    if "extras" in curvature and main in summary["curvature"]:
+        extras = curvature["extras"]
+        summary["curvature"][main].update(trace_start=float(extras["trace"][0]), trace_end=float(extras["trace"][-1]),
+                                          trace_along={"steps": extras["trace_steps"], "trace": extras["trace"]},
+                                          top_eigenvalues=extras["top_values"])
     if "eigen_ratio" in curvature:
         ratio = curvature["eigen_ratio"][2]
         summary["curvature"]["eigen_ratio"] = {"resolution": cfg.curvature_resolution,
                                                "max": _finite(np.nanmax(ratio)), "mean": _finite(np.nanmean(ratio))}
-    if embeddings:
-        summary["embeddings"] = {"trustworthiness_pca": embeddings["trust_pca"],
-                                 "trustworthiness_isomap": embeddings["trust_isomap"]}
+    if results["embeddings"]:
+        e = results["embeddings"]
+        summary["embeddings"] = {"trustworthiness_pca": e["trust_pca"], "trustworthiness_isomap": e["trust_isomap"]}
     summary["gifs"] = results.get("gifs", {})
+    summary["skipped"] = results.get("skipped", {})
+    summary["ranks"] = results["ranks"]
+    if cache is not None:
+        summary["cache"] = {"hits": cache.hits, "misses": cache.misses}
     summary["timings_s"] = timings
     return _clean(summary)
 
 
-def plane_numbers(scape) -> dict:
-    """Explained variance, residuals and the surface-vs-recorded gap of one main.Landscape."""
-    plane, paths = scape.surface.plane, scape.paths
-    gaps = np.concatenate([np.abs(p.surface_loss - p.run.losses.cpu().numpy()) for p in paths])
-    residuals = np.concatenate([p.residual for p in paths])
-    return {"kind": plane.kind, "explained_variance": list(plane.explained),
-            "residual_mean": float(residuals.mean()), "residual_max": float(residuals.max()),
-            "surface_vs_true_loss_max_gap": float(gaps.max()),
-            "grid": [len(scape.surface.alphas), len(scape.surface.betas)],
-            "surface_loss_min": _finite(np.nanmin(scape.surface.loss)),
-            "surface_loss_max": _finite(np.nanmax(scape.surface.loss))}
+def run_numbers(run) -> dict:
+    t = run.trajectory
+    return {"label": run.label, "optimizer": run.spec.optimizer, "lr": run.spec.lr, "momentum": run.spec.momentum,
+            "batch_size": run.batch_size, "initial_loss": float(t.losses[0]), "final_loss": float(t.losses[-1]),
+            "final_accuracy": float(t.accuracies[-1]), "epochs": len(t) - 1, "diverged": t.diverged,
+            "grad_norm_initial": run.grad_norms[0], "grad_norm_final": run.grad_norms[1]}
 
 
-def curvature_numbers(c, lr: float) -> dict:
+def named_landscapes(scapes: dict) -> dict:
+    """Every Landscape by its summary name: 'mlp', 'optimizers', 'seed 3', 'plane_choice/random', ..."""
+    named = {}
+    for name, value in scapes.items():
+        if name in ("seeds", "plane_choice"):
+            prefix = "" if name == "seeds" else "plane_choice/"
+            named.update({prefix + sub: scape for sub, scape in value.items()})
+        elif name == "three_minima" or hasattr(value, "surface"):
+            named[name] = value
+    return named
+
+
+def plane_table(scapes: dict) -> dict:
+    """Per plane: its kind, explained variance, grid and surface range, and per run residual, gap and drawn."""
+    table = {}
+    for name, scape in named_landscapes(scapes).items():
+        surface = scape.surface
+        table[name] = {"kind": surface.plane.kind,
+                       "explained_variance": list(surface.plane.explained) if surface.plane.kind == "pca" else None,
+                       "grid": [len(surface.alphas), len(surface.betas)],
+                       "surface_loss_min": _finite(np.nanmin(surface.loss)),
+                       "surface_loss_max": _finite(np.nanmax(surface.loss)),
+                       "runs": {p.run.label: p.numbers() for p in scape.paths}}
+    return table
+
+
+def curvature_numbers(c, run) -> dict:
+    import stages
     lam_max, lam_min = np.asarray(c.lam_max), np.asarray(c.lam_min)
+    line = stages.stability_line(run.spec, run.batch_size)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():  # NaN where a run blew up
         warnings.simplefilter("ignore", RuntimeWarning)
         return {"lambda_max_start": float(lam_max[0]), "lambda_max_end": float(lam_max[-1]),
                 "lambda_max_peak": float(np.nanmax(lam_max)), "lambda_min_lowest": float(np.nanmin(lam_min)),
-                "lambda_min_end": float(lam_min[-1]), "edge_of_stability_2_over_lr": 2.0 / lr,
-                "checkpoints": len(lam_max)}
+                "lambda_min_end": float(lam_min[-1]), "stability_line": None if line is None else line[0],
+                "stability_label": None if line is None else line[1], "checkpoints": len(lam_max)}
+
+
+def merge_summary(path, partial: dict) -> dict:
+    """A partial run (--only/--skip) updates the keys it computed and keeps the rest of the last full summary."""
+    import json
+    try:
+        old = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return partial
+    merged = {**old, **{k: v for k, v in partial.items() if v not in ({}, None)}}
+    for key in ("planes", "curvature", "runs"):
+        if isinstance(old.get(key), dict) and isinstance(partial.get(key), dict):
+            merged[key] = {**old[key], **partial[key]}
+    return merged
 
 
 def _finite(x):
@@ -79,6 +129,8 @@ def _clean(value):
         return [_clean(v) for v in value]
     if isinstance(value, float):
         return _finite(value)
+    if hasattr(value, "tolist"):  # numpy and torch arrays and scalars
+        return _clean(value.tolist())
     return value
 
 
