@@ -172,14 +172,15 @@ class _Sizes:
         if method == "exact":  # H in closed form (MLP: ~2 n D^2) or from D products, then eigh (~10 D^3)
             build = 2.0 * self.n * self.D ** 2 if self.cfg.model == "mlp" else self.D * product
             per_solve, calls, nbytes = build + 10.0 * self.D ** 3, self.D / 32 * OPS_PER_STEP, 3 * 8.0 * self.D ** 2
+            memory_knobs = ("hessian_method", "hidden_dim")  # the (D, D) matrix
         else:
             products = SOLVE_PRODUCTS[method]
             per_solve, calls, nbytes = products * product, products * OPS_PER_STEP, 40 * 8.0 * self.D
+            memory_knobs = ("hidden_dim", "eval_batch_size")
         nbytes += 4.0 * 4 * self.eval_n * self.width  # activations of one product
         logistic = along * (2.0 * self.n * self.D_log ** 2 + 10.0 * self.D_log ** 3)  # its own closed form
         return Part(nbytes, self.seconds(solves * per_solve + logistic, solves * calls),
-                    ("hessian_method", "hidden_dim", "curvature_every", "curvature_resolution", "epochs"),
-                    ("hessian_method", "hidden_dim", "eval_batch_size"))
+                    ("hessian_method", "hidden_dim", "curvature_every", "curvature_resolution", "epochs"), memory_knobs)
 
     def embeddings(self) -> Part:
         if not (wants(self.cfg, "isomap") and self.seeds > 1):
