@@ -199,10 +199,10 @@ class _Sizes:
 
 
 def check(est: Estimate, available_bytes: float | None = None, limit_seconds: float = LIMIT_SECONDS,
-          device="cpu", stream=sys.stderr) -> str | None:
+          device="cpu", quiet: bool = False) -> str | None:
     """Refuse a run that cannot fit in memory (ConfigError naming the knobs to lower); warn about a long one.
 
-    Returns the warning line (also printed to stream) when the run would take over limit_seconds, else None.
+    Returns the warning line (also printed to stderr unless quiet) when the run would take over limit_seconds.
     """
     available = available_bytes if available_bytes is not None else available_memory(device)
     if available is not None and est.peak_bytes > HEADROOM * available:
@@ -217,8 +217,8 @@ def check(est: Estimate, available_bytes: float | None = None, limit_seconds: fl
     shares = ", ".join(f"{name} {human_seconds(p.seconds)}" for name, p in slowest[:3] if p.seconds > 0)
     line = (f"warning: this run will take about {human_seconds(est.seconds)} ({shares}); "
             f"lower {_knobs([p for _, p in slowest if p.seconds > 0.1 * est.seconds], 'seconds')} for a shorter one")
-    if stream is not None:
-        print(line, file=stream, flush=True)
+    if not quiet:
+        print(line, file=sys.stderr, flush=True)
     return line
 
 

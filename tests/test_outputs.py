@@ -51,7 +51,14 @@ def _one_line(fn, *args) -> str:
 
 def test_a_deep_folder_is_made_without_recursion(tmp_path):
     deep = tmp_path.joinpath(*["d"] * 1200)  # os.makedirs recurses once per level: RecursionError at ~1000
-    assert check_output_dir(deep) == deep and deep.is_dir()
+    try:
+        assert check_output_dir(deep) == deep and deep.is_dir()
+    finally:  # shutil.rmtree (pytest's clean-up) recurses too: remove the levels one by one, innermost first
+        for level in [deep, *deep.parents]:
+            if level == tmp_path:
+                break
+            if level.is_dir():
+                level.rmdir()
 
 
 def test_a_path_too_long_for_the_system_is_one_line(tmp_path):
