@@ -58,11 +58,11 @@ def plot_sharpness(ts, lines, surfaces, title, path, loss_name: str = "training 
     drawn on one shared axis range and one shared colour scale.
     """
     fig = new_figure("sharpness")
-    if surfaces:
-        left, right = fig.subfigures(1, 2, width_ratios=[1, 1.25])
+    if surfaces:  # the line on top, the small panels in a row under it
+        upper, lower = fig.subfigures(2, 1, height_ratios=[1, 0.95])
     else:
-        left, right = fig, None
-    ax = left.subplots()
+        upper, lower = fig, None
+    ax = upper.subplots()
     ts = np.asarray(ts, dtype=float)
     values = np.concatenate([np.asarray(loss, float) for _, loss, _ in lines])
     for label, loss, colour in lines:
@@ -75,11 +75,11 @@ def plot_sharpness(ts, lines, surfaces, title, path, loss_name: str = "training 
     ax.set_xlabel(f"t along {direction} (t = 0: final weights ★)")
     ax.set_ylabel(loss_label(ax.get_yscale() == "log", loss_name))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=9, loc="upper center")
-    ax.set_title("1-D: the same scale for every minimum", fontsize=10)
+    ax.legend(fontsize=9, loc="best")
+    ax.set_title("1-D: one axis for every minimum", fontsize=10)
     notes = nonfinite_note(values, "line losses", "gaps in the lines")
-    if right is not None:
-        notes += _minima_panels(right, surfaces, loss_name)
+    if lower is not None:
+        notes += _minima_panels(lower, surfaces, loss_name)
     fig.suptitle(title)
     return finish(fig, notes, path)
 
@@ -87,8 +87,7 @@ def plot_sharpness(ts, lines, surfaces, title, path, loss_name: str = "training 
 def _minima_panels(subfig, surfaces, loss_name) -> list:
     """Small contour panels on one axis range and one colour scale, a ★ at each minimum (the centre)."""
     n = len(surfaces)
-    ncols = n if n <= 3 else int(np.ceil(n / 2))
-    axes = np.atleast_1d(subfig.subplots(int(np.ceil(n / ncols)), ncols, sharex=True, sharey=True)).ravel()
+    axes = np.atleast_1d(subfig.subplots(1, max(n, 3), sharex=True, sharey=True)).ravel()
     scale = loss_scale(np.concatenate([s.loss.ravel() for _, s, _ in surfaces]))
     notes = []
     for ax, (label, surface, colour) in zip(axes, surfaces):
@@ -120,7 +119,8 @@ def plot_multi_seed(minima_surface, minima_coords, minima_labels, minima_losses,
     seed_panels: [(surface, PlanePath)] one small panel per seed (up to about 10), one colour scale.
     """
     fig = new_figure("multi_seed")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1.1, 1])
+    rows = 1 if len(seed_panels) <= 5 else 2
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.1, 0.15 + 0.5 * rows])  # no slack around square panels
     plane_ax, line_ax = top.subplots(1, 2, width_ratios=[1.1, 1])
     colours = [run_colour(k) for k in range(len(minima_labels))] if colours is None else colours
     notes = _minima_plane(plane_ax, minima_surface, minima_coords, minima_labels, minima_losses, colours,
@@ -162,15 +162,13 @@ def _barrier_lines(ax, lines, loss_name):
         if np.isfinite(loss).any():
             top = int(np.nanargmax(np.where(np.isfinite(loss), loss, np.nan)))
             ax.plot(ts[top], loss[top], marker="^", ms=8, color=colour, mec="black", zorder=5)
-            ax.annotate(f"{barrier:.3g}", (ts[top], loss[top]), xytext=(0, 7), textcoords="offset points",
-                        ha="center", fontsize=8, color=colour, path_effects=WHITE_EDGE)
     if values.size and contour_levels(values)[1]:
         set_plain_log(ax)
     ax.set_xlabel("t along (1 − t) θ_a + t θ_b")
     ax.set_ylabel(loss_label(ax.get_yscale() == "log", loss_name))
     ax.grid(alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, frameon=False)
-    ax.set_title("straight line between each pair of minima (▲: barrier)", fontsize=10)
+    ax.set_title("straight line between each pair of minima (▲: highest point)", fontsize=10)
 
 
 def _seed_panels(subfig, seed_panels, loss_name) -> list:
@@ -187,7 +185,7 @@ def _seed_panels(subfig, seed_panels, loss_name) -> list:
         set_plane_axes(ax, surface.alphas, surface.betas, surface.plane.axis_labels())
         colour = run.colour or run_colour(k)
         draw_path(ax, run.coords, colour, drawn=run.drawn)
-        ax.set_title(run.legend_label(), fontsize=9, color=colour, fontweight="bold")
+        ax.set_title(run.legend_label(sep="\n"), fontsize=9, color=colour, fontweight="bold")
         ax.xaxis.label.set_fontsize(7)
         ax.yaxis.label.set_fontsize(7)
         ax.tick_params(labelsize=7)

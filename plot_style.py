@@ -14,8 +14,8 @@ from outputs import atomic_path  # noqa: E402
 
 DPI = 150
 FIGSIZES = {"surface_3d": (8.5, 7.5), "contour": (8, 7), "comparison": (14, 6.5), "curvature": (9, 7),
-            "embeddings": (13, 6), "interpolation": (12, 5.5), "eigen_ratio": (8, 7), "plane_choice": (17, 6.6),
-            "sharpness": (15, 6.5), "multi_seed": (12, 11), "spectrum": (14, 6)}  # inches
+            "embeddings": (13, 6), "interpolation": (12, 5.5), "eigen_ratio": (8, 7), "plane_choice": (17, 5.9),
+            "sharpness": (12, 10), "multi_seed": (12, 11), "spectrum": (14, 6)}  # inches
 # One colour per run (seed, learning rate, optimiser), the same in every PNG, GIF and HTML page. Each
 # has WCAG contrast >= 3:1 against white (loss-curve panels) and is drawn with a white outline on
 # viridis; none is white or pale. The first three are Okabe-Ito (colour-blind safe).
@@ -132,12 +132,12 @@ def check_drawn(drawn: str) -> str:
     return drawn
 
 
-def shadow_label(label: str, drawn: str, residual_mean=None) -> str:
+def shadow_label(label: str, drawn: str, residual_mean=None, sep: str = " ") -> str:
     """A shadow run's legend label says so, with how far its checkpoints leave the plane."""
     if check_drawn(drawn) == "surface":
         return label
     off = "" if residual_mean is None or not np.isfinite(residual_mean) else f"{100 * residual_mean:.0f} % "
-    return f"{label} (shadow: {off}off plane)"
+    return f"{label}{sep}(shadow: {off}off plane)"
 
 
 def loss_scale(surface_loss, *recorded, cap: float = np.inf):

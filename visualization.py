@@ -33,8 +33,8 @@ class PlanePath:
     residual_mean: float | None = None  # mean relative off-plane residual of its checkpoints
     gap_max: float | None = None  # largest |surface - recorded loss| along it
 
-    def legend_label(self) -> str:
-        return shadow_label(self.label, self.drawn, self.residual_mean)
+    def legend_label(self, sep: str = " ") -> str:
+        return shadow_label(self.label, self.drawn, self.residual_mean, sep)
 
 
 def recorded_cap(runs) -> float:

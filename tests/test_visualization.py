@@ -4,6 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
+import comparison_figures as cf
+import curvature_figures as cvf
 import plot_style as style
 import visualization as vis
 from loss_surface import Surface
@@ -28,10 +30,11 @@ def make_surface(loss_fn=bowl, n_alphas=9, n_betas=7):
 
 
 def make_path(n=15):
-    """A curved descent from (-0.8, 0.9) to the origin: coords (n, 2), surface values, exact gradients."""
+    """A curved descent from (-0.8, 0.9) to the origin: coords (n, 2), surface values, exact descent
+    arrows -(2a, 4b) (downhill, as gradients.descent_arrows gives them on an orthonormal plane)."""
     t = np.linspace(0, 1, n)
     coords = np.stack([-0.8 * (1 - t) ** 2, 0.9 * (1 - t) ** 1.5], axis=1)
-    return coords, bowl(*coords.T), np.stack([2 * coords[:, 0], 4 * coords[:, 1]], axis=1)
+    return coords, bowl(*coords.T), -np.stack([2 * coords[:, 0], 4 * coords[:, 1]], axis=1)
 
 
 def assert_real_png(path, kind):
@@ -129,44 +132,181 @@ def test_save_figure_is_atomic_and_closes(tmp_path):
         assert image.size == (2 * style.DPI, 1 * style.DPI)
 
 
-# ---------------------------------------------------------------- figures
+# ---------------------------------------------------------------- palette
+
+def wcag_contrast(colour, background=(1.0, 1.0, 1.0)) -> float:
+    """WCAG 2 contrast ratio from the relative luminance of sRGB colours (written out here, as the oracle)."""
+    def luminance(rgb):
+        rgb = np.asarray(rgb, dtype=float)
+        linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+        return float(linear @ [0.2126, 0.7152, 0.0722])
+    hex_ = colour.lstrip("#")
+    rgb = [int(hex_[k:k + 2], 16) / 255 for k in (0, 2, 4)]
+    light, dark = sorted([luminance(rgb), luminance(background)], reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_wcag_oracle_on_known_pairs():
+    assert wcag_contrast("#000000") == pytest.approx(21.0)
+    assert wcag_contrast("#FFFFFF") == pytest.approx(1.0)
+    assert wcag_contrast("#767676") == pytest.approx(4.54, abs=0.01)  # the classic AA grey on white
+
+
+def test_every_path_colour_contrasts_with_white_and_ten_runs_get_distinct_colours():
+    for colour in style.PATH_COLOURS:
+        assert wcag_contrast(colour) >= 3.0, colour
+    assert len({c.lower() for c in style.PATH_COLOURS}) >= 10
+    assert [style.run_colour(k) for k in range(10)] == style.PATH_COLOURS[:10]
+    assert style.run_colour(10) == style.run_colour(0)
+    assert style.RUN_COLOURS is style.PATH_COLOURS  # one colour per run in every figure
+
+
+def test_shadow_label_and_drawn_check():
+    assert style.shadow_label("Adam lr=0.05", "surface", 0.34) == "Adam lr=0.05"
+    assert style.shadow_label("Adam lr=0.05", "shadow", 0.34) == "Adam lr=0.05 (shadow: 34 % off plane)"
+    assert style.shadow_label("x", "shadow") == "x (shadow: off plane)"
+    with pytest.raises(ValueError, match="drawn"):
+        style.check_drawn("lifted")
+
+
+def test_loss_scale_covers_recorded_losses_below_the_surface_but_not_a_blow_up():
+    levels, _ = style.loss_scale(np.array([[0.22, 0.5], [0.9, 0.3]]), [0.7, 0.097], [0.6, 1e30], cap=14)
+    assert levels[0] == pytest.approx(0.097) and levels[-1] == pytest.approx(0.9)
+
+
+# ---------------------------------------------------------------- figures: one path
+
+def dashed(line) -> bool:
+    return line.get_linestyle() == "--"
+
 
 def test_surface_3d_draws_the_path_at_the_surface_values(tmp_path, captured):
-    surface, (coords, on_surface, grads) = make_surface(), make_path()
-    recorded = on_surface + 0.05  # off-plane weights: the recorded loss differs from the surface's
-    out = vis.plot_surface_3d(surface, coords, on_surface, recorded, grads, "bowl", tmp_path / "s.png",
-                              residual=np.full(15, 0.1))
+    surface, (coords, on_surface, arrows) = make_surface(), make_path()
+    recorded = on_surface + 0.01
+    out = vis.plot_surface_3d(surface, coords, on_surface, recorded, arrows, "bowl", tmp_path / "s.png",
+                              residual=np.full(15, 0.03), colour="#D55E00")
     assert_real_png(out, "surface_3d")
     ax = captured[0].axes[0]
-    drawn = next(line for line in ax.lines if line.get_label() == "path on the surface")
+    drawn = next(line for line in ax.lines if line.get_label().startswith("path on the surface"))
     x, y, z = drawn.get_data_3d()
     np.testing.assert_allclose(np.c_[x, y], coords)
     np.testing.assert_allclose(z - z[0], on_surface - on_surface[0])  # the same values, lifted by a constant
+    assert not dashed(drawn) and drawn.get_color() == "#D55E00"
+
+
+def test_surface_3d_shadow_lies_dashed_on_the_floor_and_says_so(tmp_path, captured):
+    surface, (coords, on_surface, arrows) = make_surface(), make_path()
+    out = vis.plot_surface_3d(surface, coords, on_surface, on_surface + 0.3, arrows, "bowl", tmp_path / "s.png",
+                              residual=np.full(15, 0.34), drawn="shadow")
+    assert_real_png(out, "surface_3d")
+    ax = captured[0].axes[0]
+    shadow = next(line for line in ax.lines if "shadow" in line.get_label())
+    assert "34 % off plane" in shadow.get_label() and dashed(shadow)
+    z = shadow.get_data_3d()[2]
+    assert np.all(z == ax.get_zlim()[0])  # on the floor, below every surface value
+    assert z[0] < surface.loss.min()
+
+
+def arrow_segments(ax):
+    from mpl_toolkits.mplot3d.art3d import Line3DCollection
+    collection = next(c for c in ax.collections if isinstance(c, Line3DCollection))
+    return np.array(collection._segments3d)  # (3K, 2, 3): K shafts, then the two barbs of each head
+
+
+def box_lengths(ax, segments):
+    spans = np.array([np.ptp(ax.get_xlim()), np.ptp(ax.get_ylim()), np.ptp(ax.get_zlim())])
+    return np.linalg.norm((segments[:, 1] - segments[:, 0]) / spans * vis.BOX_ASPECT, axis=1)
+
+
+@pytest.mark.parametrize("steepness", [1.0, 1000.0])
+def test_3d_arrows_have_one_box_length_and_follow_the_given_direction(tmp_path, captured, steepness):
+    surface, (coords, on_surface, arrows) = make_surface(lambda a, b: steepness * bowl(a, b)), make_path()
+    vis.plot_surface_3d(surface, coords, steepness * on_surface, steepness * on_surface, arrows, "bowl",
+                        tmp_path / "s.png", n_arrows=4)
+    ax = captured[0].axes[0]
+    segments = arrow_segments(ax)
+    shafts = segments[: len(segments) // 3]
+    # the surface's z range spans the box, so the box length is the same however steep the bowl (the
+    # axes' limits carry a small margin beyond the data, hence the tolerance)
+    np.testing.assert_allclose(box_lengths(ax, shafts), vis.ARROW_BOX_LENGTH, rtol=0.1)
+    path_line = next(line for line in ax.lines if line.get_label().startswith("path on the surface"))
+    assert max(c.get_zorder() for c in ax.collections[1:]) < path_line.get_zorder()  # the path is drawn over them
+    idx = style.spread_indices(coords, 4)
+    np.testing.assert_allclose(shafts[:, 0, :2], coords[idx])  # tails on the path
+    step = shafts[:, 1, :2] - shafts[:, 0, :2]
+    cos = (step * arrows[idx]).sum(1) / np.linalg.norm(step, axis=1) / np.linalg.norm(arrows[idx], axis=1)
+    np.testing.assert_allclose(cos, 1.0, atol=1e-9)  # drawn as given: already downhill, never negated
+    assert np.all(shafts[:, 1, 2] < shafts[:, 0, 2])  # and downhill on the surface
+
+
+def test_contour_draws_arrows_as_given_and_paths_solid_or_dashed(tmp_path, captured):
+    surface, (coords, _, arrows) = make_surface(), make_path()
+    out = vis.plot_contour(surface, [(coords, "GD lr=0.5"), (coords[::-1] * 0.5, "other")], [arrows, None], "bowl",
+                           tmp_path / "c.png", residual=0.2, drawn=["surface", "shadow"], n_arrows=5)
+    assert_real_png(out, "contour")
+    ax = captured[0].axes[0]
+    quiver = ax.collections[-1]
+    idx = style.spread_indices(coords, 5)
+    uv = np.c_[quiver.U, quiver.V]
+    np.testing.assert_allclose(uv / np.linalg.norm(uv, axis=1, keepdims=True),
+                               arrows[idx] / np.linalg.norm(arrows[idx], axis=1, keepdims=True), atol=1e-6)
+    paths = [line for line in ax.lines if len(line.get_xdata()) > 1]
+    assert [dashed(line) for line in paths] == [False, True]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:2] == ["GD lr=0.5", "other (shadow: 20 % off plane)"]
+    assert ax.get_xlabel() == "PC1 (80.0%)" and ax.get_ylabel() == "PC2 (15.0%)"
+
+
+def test_contour_survives_masked_cells(tmp_path):
+    surface, (coords, _, arrows) = make_surface(), make_path()
+    surface.loss[:2, :2] = np.nan
+    surface.loss[-1, :] = np.inf
+    assert_real_png(vis.plot_contour(surface, [(coords, "a")], arrows, "holes", tmp_path / "c.png"), "contour")
 
 
 def test_surface_3d_survives_non_finite_and_many_decades(tmp_path, captured):
     surface = make_surface(lambda a, b: 10 ** (4 * (a ** 2 + b ** 2)) * 0.01)  # spans ~4 decades: log z
     surface.loss[0, :3] = np.inf
     surface.loss[-1, -1] = np.nan
-    coords, _, grads = make_path()
+    coords, _, arrows = make_path()
     on_surface = 10 ** (4 * (coords ** 2).sum(axis=1)) * 0.01
-    out = vis.plot_surface_3d(surface, coords, on_surface, on_surface, grads, "overflowing", tmp_path / "s.png")
+    out = vis.plot_surface_3d(surface, coords, on_surface, on_surface, arrows, "overflowing", tmp_path / "s.png")
     assert_real_png(out, "surface_3d")
     assert "log scale" in captured[0].axes[0].get_zlabel()
 
 
-def test_contour_with_arrows_several_paths_and_masked_cells(tmp_path, captured):
-    surface, (coords, _, grads) = make_surface(), make_path()
-    out = vis.plot_contour(surface, [(coords, "GD")], grads, "bowl", tmp_path / "c.png", residual=0.02)
-    assert_real_png(out, "contour")
-    surface.loss[:2, :2] = np.nan
-    surface.loss[-1, :] = np.inf
-    out = vis.plot_contour(surface, [(coords, "a"), (coords[::-1] * 0.5, "b")], [grads, None], "holes",
-                           tmp_path / "c2.png")
-    assert_real_png(out, "contour")
-    ax = captured[1].axes[0]
-    assert ax.get_xlabel() == "PC1 (80.0%)" and ax.get_ylabel() == "PC2 (15.0%)"
-    assert [t.get_text() for t in ax.get_legend().get_texts()][:3] == ["a", "b", "−gradient, −(g·u, g·v)"]
+# ---------------------------------------------------------------- figures: several runs
+
+def three_runs(coords, on_surface):
+    return [vis.PlanePath(coords, on_surface, "SGD lr=0.1", colour="#009E73"),
+            vis.PlanePath(coords * 0.5, on_surface * 0.9, "SGD+momentum lr=0.1", drawn="shadow",
+                          residual_mean=0.34),
+            vis.PlanePath(coords * 0.7, np.linspace(0.9, 0.097, 15), "Adam lr=0.05", drawn="shadow",
+                          residual_mean=0.5, colour="#C51B7D")]
+
+
+def test_runs_shadow_rule_colours_and_colour_range(tmp_path, captured):
+    surface, (coords, on_surface, _) = make_surface(lambda a, b: 0.22 + a ** 2 + 2 * b ** 2), make_path()
+    runs = three_runs(coords, on_surface)
+    out = vis.plot_runs(surface, runs, "optimisers", tmp_path / "r.png")
+    assert_real_png(out, "comparison")
+    fig = captured[0]
+    plane_ax, curve_ax = fig.axes[:2]
+    paths = [line for line in plane_ax.lines if len(line.get_xdata()) > 1]
+    assert [dashed(line) for line in paths] == [False, True, True]
+    assert [line.get_color() for line in paths] == ["#009E73", style.run_colour(1), "#C51B7D"]
+    assert [line.get_color() for line in curve_ax.lines[:3]] == ["#009E73", style.run_colour(1), "#C51B7D"]
+    legend = fig.legends[0]
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels[:3] == ["SGD lr=0.1", "SGD+momentum lr=0.1 (shadow: 34 % off plane)",
+                          "Adam lr=0.05 (shadow: 50 % off plane)"]
+    for handle, line in zip(legend.legend_handles[:3], paths):  # legend entries look like the drawn paths
+        assert (handle.get_color(), handle.get_linestyle(), handle.get_marker()) == \
+            (line.get_color(), line.get_linestyle(), "*")
+    filled = plane_ax.filled
+    recorded = np.concatenate([run.losses for run in runs])
+    assert filled.norm.vmin <= recorded.min() == pytest.approx(0.097) and filled.norm.vmax >= recorded.max()
+    assert filled.norm.vmin < np.nanmin(surface.loss)  # Adam's 0.097 lies inside the colour bar (surface min 0.22)
 
 
 def test_runs_figure_marks_a_diverged_run(tmp_path, captured):
@@ -179,41 +319,130 @@ def test_runs_figure_marks_a_diverged_run(tmp_path, captured):
     out = vis.plot_runs(surface, runs, "learning rates", tmp_path / "r.png", residual=np.zeros(3),
                         log_curves=True)
     assert_real_png(out, "comparison")
-    curve_ax = captured[0].axes[1]  # plane, curves, the plane's colour bar
-    labels = [t.get_text() for t in curve_ax.get_legend().get_texts()]
-    assert labels == ["SGD lr=0.1", "SGD lr=9 (diverged after epoch 4)", "SGD lr=1",
-                      "SGD lr=99 (diverged at once)"]
+    fig = captured[0]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:4] == ["SGD lr=0.1", "SGD lr=9 (diverged after epoch 4)", "SGD lr=1", "SGD lr=99 (diverged at once)"]
+    curve_ax = fig.axes[1]
     assert curve_ax.get_yscale() == "log"
     assert curve_ax.get_ylim()[1] < 1e30  # the blow-up does not flatten the other curves
+    assert fig.axes[0].filled.norm.vmax < 1e3  # nor the colour scale
 
 
-def test_curvature_edge_of_stability_line_or_off_scale_note(tmp_path, captured):
+# ---------------------------------------------------------------- figures: curvature
+
+def all_text(fig) -> str:
+    from matplotlib.text import Text
+    return " ".join(t.get_text() for t in fig.findobj(Text))
+
+
+def test_curvature_stability_line_label_from_the_caller_or_none(tmp_path, captured):
     steps = np.arange(0, 30, 3)
     lam_max, lam_min = 1 + 0.1 * steps, -0.05 * np.exp(-steps / 10)
-    vis.plot_curvature(steps, lam_max, lam_min, 0.5, "near", tmp_path / "a.png", losses=np.exp(-steps / 20))
+    cvf.plot_curvature(steps, lam_max, lam_min, (4.0, "2(1+β)/lr, heavy-ball momentum"), "near", tmp_path / "a.png",
+                       losses=np.exp(-steps / 20))
     top = captured[0].axes[0]
-    assert any(np.allclose(line.get_ydata(), 4.0) for line in top.lines)  # 2/lr = 4 within the data
+    assert any(np.allclose(line.get_ydata(), 4.0) for line in top.lines)
+    assert "2(1+β)/lr, heavy-ball momentum = 4" in [t.get_text() for t in top.get_legend().get_texts()]
     lam_max[3] = np.nan
-    out = vis.plot_curvature(steps, lam_max, lam_min, 0.05, "far", tmp_path / "b.png",
+    out = cvf.plot_curvature(steps, lam_max, lam_min, (40.0, "2/lr"), "far", tmp_path / "b.png",
                              losses=np.exp(-np.arange(30) / 20), loss_steps=np.arange(30))
     assert_real_png(out, "curvature")
-    top = captured[1].axes[0]
-    assert "off scale" in top.get_title(loc="left")
-    assert top.get_ylim()[1] < 10  # 2/lr = 40 does not squash λ_max (at most 3.7) to the bottom
+    assert "off scale" in captured[1].axes[0].get_title(loc="left")
+    assert captured[1].axes[0].get_ylim()[1] < 10
+    cvf.plot_curvature(steps, lam_max, lam_min, None, "Adam", tmp_path / "c.png", loss_name="training loss (MSE)")
+    fig = captured[2]
+    assert not [line for line in fig.axes[0].lines if line.get_linestyle() == "--"]  # Adam: no stability line
+    assert "gradient descent" not in all_text(fig)
 
 
-def test_edge_of_stability_draws_each_2_over_lr_in_range_and_names_the_rest(tmp_path, captured):
+def test_edge_of_stability_draws_each_stability_line_in_range_and_names_the_rest(tmp_path, captured):
     steps = np.arange(20)
-    runs = [(steps, 0.8 + 0.01 * steps, 2.0, "lr=2"), (steps, 0.5 + 0 * steps, 0.1, "lr=0.1"),
-            (steps, np.r_[0.9, np.full(19, np.nan)], 1.0, "lr=1 (diverged)")]
-    out = vis.plot_edge_of_stability(runs, "sharpness", tmp_path / "eos.png")
+    runs = [(steps, 0.8 + 0.01 * steps, (1.0, "2/lr"), "GD lr=2"), (steps, 0.5 + 0 * steps, (20.0, "2/lr"), "GD lr=0.1"),
+            (steps, np.r_[0.9, np.full(19, np.nan)], None, "Adam lr=1", "#8C510A")]
+    out = cvf.plot_edge_of_stability(runs, "sharpness", tmp_path / "eos.png")
     assert_real_png(out, "curvature")
     ax = captured[0].axes[0]
-    dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
-    assert [float(line.get_ydata()[0]) for line in dashed] == [1.0]  # only 2/2.0 lies within 1.35 x max λ
+    dashes = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert [float(line.get_ydata()[0]) for line in dashes] == [1.0]  # only GD lr=2's line lies within 1.35 x max λ
+    assert ax.lines[-1].get_color() == "#8C510A"
     assert ax.get_ylim()[1] == pytest.approx(1.35 * 0.99)
-    assert "lr=0.1: 2/lr = 20" in captured[0].get_supxlabel()
+    assert "GD lr=0.1: 2/lr = 20" in captured[0].get_supxlabel()
+    assert "gradient descent" not in all_text(captured[0])
 
+
+def test_eigen_ratio_map_with_missing_cells(tmp_path):
+    surface, (coords, _, _) = make_surface(), make_path()
+    alphas, betas = np.linspace(-1, 1, 5), np.linspace(-0.8, 1.2, 4)
+    ratio = np.abs(np.outer(betas, alphas)) / 2
+    ratio[0, 0] = np.nan
+    out = cvf.plot_eigen_ratio(alphas, betas, ratio, coords, ("PC1", "PC2"), "ratio", tmp_path / "r.png",
+                               surface=surface)
+    assert_real_png(out, "eigen_ratio")
+
+
+def test_spectrum_log_density_and_caller_axis_labels(tmp_path, captured):
+    grid = np.linspace(-1, 30, 200)
+    densities = [("epoch 0", grid, np.exp(-grid ** 2) + 1e-7), ("epoch 60", grid, np.exp(-(grid - 25) ** 2) + 1e-6)]
+    labels = ("top eigenvector 1 (λ=25.0)", "top eigenvector 2 (λ=3.1)")
+    out = cvf.plot_spectrum(densities, make_surface(), "spectrum", tmp_path / "h.png", axis_labels=labels)
+    assert_real_png(out, "spectrum")
+    density_ax, plane_ax = captured[0].axes[:2]
+    assert density_ax.get_yscale() == "log"
+    assert (plane_ax.get_xlabel(), plane_ax.get_ylabel()) == labels
+
+
+# ---------------------------------------------------------------- figures: comparisons
+
+def test_plane_choice_obeys_the_shadow_rule_per_panel(tmp_path, captured):
+    surface, (coords, on_surface, _) = make_surface(), make_path()
+    panels = [(surface, vis.PlanePath(coords, on_surface, "GD lr=0.5", residual_mean=0.03), "PCA: 3 %"),
+              (surface, vis.PlanePath(coords, on_surface, "GD lr=0.5", drawn="shadow", residual_mean=0.61), "filter PCA"),
+              (surface, vis.PlanePath(coords * 0.1, on_surface, "GD lr=0.5", drawn="shadow", residual_mean=0.99),
+               "random")]
+    out = cf.plot_plane_choice(panels, "planes", tmp_path / "p.png")
+    assert_real_png(out, "plane_choice")
+    axes = [ax for ax in captured[0].axes if ax.get_title() in ("PCA: 3 %", "filter PCA", "random")]
+    assert [dashed(next(line for line in ax.lines if len(line.get_xdata()) > 1)) for ax in axes] == [False, True, True]
+    assert "GD lr=0.5 (shadow: 61 % off plane)" in [t.get_text() for t in axes[1].get_legend().get_texts()]
+
+
+def test_sharpness_shares_one_colour_scale_and_axis_range(tmp_path, captured):
+    ts = np.linspace(-1, 1, 21)
+    lines = [("lr=0.05", 0.2 + 0.1 * ts ** 2, "#0072B2"), ("lr=2", 0.1 + 3 * ts ** 2, "#D55E00")]
+    flat, sharp = make_surface(lambda a, b: 0.2 + 0.1 * (a ** 2 + b ** 2)), make_surface(lambda a, b: 0.1 + 3 * a ** 2 + b ** 2)
+    out = cf.plot_sharpness(ts, lines, [("lr=0.05", flat, "#0072B2"), ("lr=2", sharp, "#D55E00")], "minima",
+                            tmp_path / "s.png")
+    assert_real_png(out, "sharpness")
+    panels = [ax for ax in captured[0].axes if hasattr(ax, "filled")]
+    assert len(panels) == 2
+    norms = [(ax.filled.norm.vmin, ax.filled.norm.vmax) for ax in panels]
+    both = np.r_[flat.loss.ravel(), sharp.loss.ravel()]
+    assert norms[0] == norms[1] == (pytest.approx(both.min()), pytest.approx(both.max()))
+    assert panels[0].get_xlim() == panels[1].get_xlim()
+    assert_real_png(cf.plot_sharpness(ts, lines, None, "lines only", tmp_path / "l.png"), "sharpness")
+
+
+def test_multi_seed_minima_lines_and_small_panels(tmp_path, captured):
+    surface, (coords, on_surface, _) = make_surface(), make_path()
+    minima = np.array([[-0.5, -0.3], [0.6, -0.2], [0.0, 0.8]])
+    ts = np.linspace(0, 1, 11)
+    lines = [(f"seed {a} – seed {b}", ts, 0.3 + 0.1 * np.sin(np.pi * ts) * (a + b), 0.1 * (a + b), style.run_colour(a + b))
+             for a, b in ((0, 1), (0, 2), (1, 2))]
+    panels = [(surface, vis.PlanePath(coords, on_surface, f"seed {k}", colour=style.run_colour(k),
+                                      drawn="shadow" if k == 3 else "surface", residual_mean=0.2))
+              for k in range(10)]
+    out = cf.plot_multi_seed(surface, minima, ["seed 0", "seed 1", "seed 2"], [0.31, 0.32, 0.33], lines, panels,
+                             "seeds", tmp_path / "m.png")
+    assert_real_png(out, "multi_seed")
+    fig = captured[0]
+    texts = all_text(fig)
+    assert "seed 0: recorded loss 0.31" in texts and "seed 1 – seed 2: barrier 0.3" in texts
+    small = [ax for ax in fig.axes if ax.get_title().startswith("seed ")]
+    assert len(small) == 10 and small[3].get_title() == "seed 3\n(shadow: 20 % off plane)"
+    assert dashed(next(line for line in small[3].lines if len(line.get_xdata()) > 1))
+
+
+# ---------------------------------------------------------------- figures: embeddings and lines
 
 def test_pca_vs_isomap_with_a_non_finite_loss(tmp_path):
     rng = np.random.default_rng(0)
@@ -231,13 +460,3 @@ def test_interpolation_two_models_one_overflowing(tmp_path):
     lines = {"logistic": (0.3 + (ts - 1) ** 2, np.clip(0.5 + 0.4 * ts, 0, 1)),
              "MLP": (mlp_loss, np.full(31, 0.7))}
     assert_real_png(vis.plot_interpolation(ts, lines, "line", tmp_path / "i.png"), "interpolation")
-
-
-def test_eigen_ratio_map_with_missing_cells(tmp_path):
-    surface, (coords, _, _) = make_surface(), make_path()
-    alphas, betas = np.linspace(-1, 1, 5), np.linspace(-0.8, 1.2, 4)
-    ratio = np.abs(np.outer(betas, alphas)) / 2
-    ratio[0, 0] = np.nan
-    out = vis.plot_eigen_ratio(alphas, betas, ratio, coords, ("PC1", "PC2"), "ratio", tmp_path / "r.png",
-                               surface=surface)
-    assert_real_png(out, "eigen_ratio")
