@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
                                         ("--lr=abc", "lr"), ("--bogus=1", "bogus"),
                                         ("--vis_resolution=1", "vis_resolution"),
                                         ("--curvature_resolution=1", "curvature_resolution"),
-                                        ("--seed_list=", "seed_list"), ("epochs=3", "epochs=3")])
+                                        ("--seed_list=", "seed_list"), ("epochs=3", "epochs=3"),
+                                        ("--lr=1e308", "lr"), ("--seed_list=1,1", "seed_list"),
+                                        ("--threads=1000000", "threads"), ("--quick=yes", "quick")])
 def test_bad_arguments_exit_2_with_one_line(arg, field, capsys, tmp_path):
     code = main.main([arg, f"--output_dir={tmp_path}"])
     err = capsys.readouterr().err.strip()
@@ -43,3 +45,16 @@ def test_help_lists_every_field(capsys):
     out = capsys.readouterr().out
     for name in ("epochs", "lr", "vis_resolution", "seed_list", "direction_norm", "device", "output_dir"):
         assert f"--{name}=" in out
+
+
+def test_key_space_value_reaches_the_same_check(capsys, tmp_path):
+    assert main.main(["--epochs", "-3", f"--output_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'epochs'" in err
+
+
+def test_help_answers_before_torch_is_imported():
+    code = "import sys, main; code = main.main(['--help']); print(code, 'torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.stdout.strip().splitlines()[-1] == "0 False"
+    assert "--epochs=" in proc.stdout
