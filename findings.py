@@ -139,7 +139,7 @@ def plane_finding(summary: dict) -> str | None:
     shadows = [f"{label} on the {name} plane ({percent(r['residual_mean'])} off)" for name, plane in planes.items()
                for label, r in plane.get("runs", {}).items() if r.get("drawn") == "shadow"]
     if shadows:
-        parts.append("drawn as dashed shadows, off their plane: " + ", ".join(shadows))
+        parts.append("off their shared plane, so drawn as dashed shadows: " + ", ".join(shadows))
     elif any(p.get("runs") for name, p in planes.items() if name != "mlp"):
         parts.append("every run of the shared planes lies on its plane")
     return (parts[0][0].upper() + "; ".join(parts)[1:] + ".") if parts else None

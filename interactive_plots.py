@@ -1,46 +1,67 @@
 """Interactive Plotly pages that open from disk: surfaces with their paths, an epoch slider, the index page."""
 from __future__ import annotations
 
+import hashlib
 import html
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
+from matplotlib import ticker
 from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
+import findings
 from outputs import write_text
-from plot_style import PATH_COLOURS
+from plot_style import CURVE_CAP, check_drawn, loss_scale, run_colour, shadow_label
 
 ASSET_DIR = "assets"
 MAX_SLIDER_STEPS = 101  # more steps than this are subsampled, first and last kept
 LEGEND = dict(x=0.01, y=0.98, bgcolor="rgba(90, 90, 90, 0.25)")  # grey: the white path shows in it
-LINE_COLOURS = PATH_COLOURS  # the colours of the same runs in the PNGs and GIFs
+BAR_PX = 30  # the strip above each plot that links back to index.html
 
 
 def plotly_asset(out_dir) -> str:
-    """Write plotly.js once, versioned, under out_dir/assets; return its path relative to the pages."""
+    """plotly.js under out_dir/assets, versioned; return its path relative to the pages.
+
+    Checked (size, then hash) each time and written whole, atomically, when missing or damaged
+    (a run killed mid-write): a page is only written after its script is complete.
+    """
     relative = f"{ASSET_DIR}/plotly-{get_plotlyjs_version()}.min.js"
     target = Path(out_dir) / relative
-    script = get_plotlyjs()
-    if not target.exists() or target.read_text(encoding="utf-8") != script:  # missing, or a broken copy
-        write_text(target, script)
+    script = get_plotlyjs().encode("utf-8")
+    if not _same_file(target, script):
+        write_text(target, script.decode("utf-8"))
     return relative
+
+
+def _same_file(path: Path, content: bytes) -> bool:
+    try:
+        if os.path.getsize(path) != len(content):
+            return False
+    except OSError:
+        return False
+    return hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(content).digest()
 
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>html, body {{ margin: 0; height: 100%; background: #fff; }}</style>
+<style>html, body {{ margin: 0; background: #fff; font: 14px system-ui, sans-serif; }}
+nav {{ height: {bar}px; line-height: {bar}px; padding: 0 12px; background: #22313f; }}
+nav a {{ color: #fff; text-decoration: none; }}</style>
 <script src="{script}"></script></head>
-<body>{plot}</body></html>
+<body><nav><a href="index.html">← all results (index.html)</a></nav>{plot}</body></html>
 """
 
 
 def write_page(fig: go.Figure, path, title: str) -> Path:
-    """A page that fills the window and loads only the shared local plotly.js: no CDN, no MathJax, no auto-play."""
+    """A page that fills the window under a link back to index.html and loads only the shared local
+    plotly.js: no CDN, no MathJax, no auto-play."""
     plot = fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False, auto_play=False,
-                       default_height="100vh", config={"displaylogo": False, "responsive": True})
-    page = PAGE.format(title=html.escape(title), script=plotly_asset(Path(path).parent), plot=plot)
+                       default_height=f"calc(100vh - {BAR_PX}px)", config={"displaylogo": False, "responsive": True})
+    page = PAGE.format(title=html.escape(title), script=plotly_asset(Path(path).parent), plot=plot, bar=BAR_PX)
     return write_text(path, page)
 
 
@@ -51,11 +72,29 @@ def _compact(values, digits: int = 5) -> np.ndarray:
     return (np.round(values * scale) / scale).astype(np.float32)  # NaN stays NaN
 
 
-def _surface_trace(surface) -> go.Surface:
+def _surface_trace(surface, scale, loss_name: str = "training loss") -> go.Surface:
+    """The surface coloured on `scale` = (levels, is_log), the PNG's: on a log scale the colours map
+    log10(loss) and the colour bar's ticks are round losses (1, 2, 5 x 10^k), as in the PNG."""
     z = np.where(np.isfinite(surface.loss), surface.loss, np.nan)  # NaN cells are left as holes
+    levels, is_log = scale
+    bar = dict(title=loss_name + (", log scale" if is_log else ""), len=0.75)
+    colour = dict(cmin=levels[0], cmax=levels[-1])
+    if is_log:
+        ticks = [v for v in ticker.LogLocator(subs=(1, 2, 5)).tick_values(levels[0], levels[-1])
+                 if levels[0] <= v <= levels[-1]]
+        bar.update(tickvals=np.log10(ticks).tolist(), ticktext=[f"{v:g}" for v in ticks])
+        colour = dict(surfacecolor=_compact(np.log10(np.clip(z, levels[0], None))), cmin=np.log10(levels[0]),
+                      cmax=np.log10(levels[-1]))
     return go.Surface(x=_compact(surface.alphas), y=_compact(surface.betas), z=_compact(z), colorscale="Viridis",
-                      opacity=0.92, colorbar=dict(title="training loss (BCE)", len=0.75), name="loss surface",
-                      hovertemplate="a %{x:.3f}<br>b %{y:.3f}<br>surface loss %{z:.4f}<extra></extra>")
+                      opacity=0.92, colorbar=bar, name="loss surface", **colour,
+                      hovertemplate="a %{x:.3f}<br>b %{y:.3f}<br>surface loss %{z:.4g}<extra></extra>")
+
+
+def page_scale(surface, losses):
+    """The PNG's colour scale: the surface and the runs' recorded losses up to CURVE_CAP x the largest
+    initial loss (plot_style.loss_scale), so a page and its PNG colour a loss alike."""
+    firsts = np.array([np.asarray(loss, float)[0] for loss in losses if len(loss)])
+    return loss_scale(surface.loss, *losses, cap=CURVE_CAP * np.max(firsts[np.isfinite(firsts)], initial=1e-12))
 
 
 def _lift(surface) -> float:
@@ -63,11 +102,12 @@ def _lift(surface) -> float:
     return 0.01 * float(np.ptp(finite)) if finite.size else 0.0  # paths float just above their facets
 
 
-def _hover(steps, true_losses, drawn, accuracies=None, lam_max=None, label=None) -> list:
+def _hover(steps, true_losses, drawn, accuracies=None, lam_max=None, label=None, on_surface=True) -> list:
     rows = []
     for k in range(len(steps)):
-        text = (f"{label}<br>" if label else "") + f"epoch {int(steps[k])}<br>true loss {true_losses[k]:.4f}" \
-            f"<br>surface loss {drawn[k]:.4f}"
+        text = (f"{label}<br>" if label else "") + f"epoch {int(steps[k])}<br>true loss {true_losses[k]:.4f}"
+        if on_surface:  # a shadow's surface value is not its loss: not shown
+            text += f"<br>surface loss {drawn[k]:.4f}"
         if accuracies is not None:
             text += f"<br>accuracy {accuracies[k]:.3f}"
         if lam_max is not None and np.isfinite(lam_max[k]):
@@ -76,17 +116,17 @@ def _hover(steps, true_losses, drawn, accuracies=None, lam_max=None, label=None)
     return rows
 
 
-def _scene(surface) -> dict:
+def _scene(surface, loss_name: str = "training loss") -> dict:
     labels = surface.plane.axis_labels()
     no_spikes = dict(showspikes=False)  # the hover box already gives the numbers; spike lines only clutter
     return dict(xaxis=dict(no_spikes, title=labels[0]), yaxis=dict(no_spikes, title=labels[1]),
-                zaxis=dict(no_spikes, title="training loss"),
+                zaxis=dict(no_spikes, title=loss_name),
                 camera=dict(eye=dict(x=1.25, y=-1.25, z=0.8), center=dict(x=0, y=0, z=-0.12)),
                 aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.7))
 
 
 def surface_figure(surface, coords, path_surface_loss, true_losses, accuracies, steps, title,
-                   lam_max=None, lam_steps=None) -> go.Figure:
+                   lam_max=None, lam_steps=None, loss_name: str = "training loss") -> go.Figure:
     """3D surface, the path on it (hover: epoch, recorded and surface loss, accuracy, λmax) and a
     marker that an epoch slider and a play button move. Only the marker is in the frames."""
     coords, drawn = np.asarray(coords, float), np.asarray(path_surface_loss, float)
@@ -104,13 +144,13 @@ def surface_figure(surface, coords, path_surface_loss, true_losses, accuracies, 
     marker = go.Scatter3d(x=[coords[-1, 0]], y=[coords[-1, 1]], z=[z[-1]], mode="markers", name="epoch marker",
                           marker=dict(size=8, color="#D55E00", line=dict(color="black", width=2)),
                           text=[hover[-1]], hoverinfo="text")
-    fig = go.Figure([_surface_trace(surface), path, start, marker])
+    fig = go.Figure([_surface_trace(surface, page_scale(surface, [true_losses]), loss_name), path, start, marker])
     shown = np.unique(np.round(np.linspace(0, len(steps) - 1, min(len(steps), MAX_SLIDER_STEPS))).astype(int))
     fig.frames = [go.Frame(name=str(int(steps[i])), traces=[3],
                            data=[go.Scatter3d(x=[coords[i, 0]], y=[coords[i, 1]], z=[z[i]], text=[hover[i]])])
                   for i in shown]
     _add_player(fig, [str(int(steps[i])) for i in shown])
-    fig.update_layout(title=title, scene=_scene(surface), margin=dict(l=0, r=0, t=50, b=20),  # b: slider ticks
+    fig.update_layout(title=title, scene=_scene(surface, loss_name), margin=dict(l=0, r=0, t=50, b=20),  # b: ticks
                       legend=LEGEND)
     return fig
 
@@ -133,86 +173,172 @@ def _add_player(fig: go.Figure, names: list) -> None:
 
 
 def surface_page(surface, coords, path_surface_loss, true_losses, accuracies, steps, path, title,
-                 lam_max=None, lam_steps=None) -> Path:
+                 lam_max=None, lam_steps=None, loss_name: str = "training loss") -> Path:
     """logistic_3d.html / mlp_3d.html: see surface_figure."""
     return write_page(surface_figure(surface, coords, path_surface_loss, true_losses, accuracies, steps, title,
-                                     lam_max, lam_steps), path, title)
+                                     lam_max, lam_steps, loss_name), path, title)
 
 
-def runs_figure(surface, runs, title) -> go.Figure:
-    """Every run on the shared surface; clicking a legend entry hides or shows that run.
+@dataclass
+class PageRun:
+    """One run on a shared surface: coords (T, 2), the surface's loss there (T,), recorded losses (T,),
+    one row per epoch. A "shadow" run leaves the plane: drawn dashed on the plot's floor, never on the surface."""
+    coords: np.ndarray
+    path_surface_loss: np.ndarray
+    true_losses: np.ndarray
+    label: str
+    drawn: str = "surface"
+    colour: str | None = None
+    residual_mean: float | None = None
 
-    runs: list of (coords (T, 2), path_surface_loss (T,), true_losses (T,), label); row k is epoch k.
+
+def as_page_run(run) -> PageRun:
+    """A PageRun from a tuple (coords, path_surface_loss, true_losses, label[, drawn[, colour]]) or a dict."""
+    return run if isinstance(run, PageRun) else PageRun(**run) if isinstance(run, dict) else PageRun(*run)
+
+
+def runs_figure(surface, runs, title, loss_name: str = "training loss") -> go.Figure:
+    """Every run on the shared surface, in its own colour; clicking a legend entry hides or shows it.
+
+    runs: PageRuns, or tuples/dicts with their fields. The colours follow the PNG's scale (log when it is).
     """
-    fig, lift = go.Figure([_surface_trace(surface)]), _lift(surface)
+    runs = [as_page_run(run) for run in runs]
+    scale = page_scale(surface, [run.true_losses for run in runs])
+    fig, lift = go.Figure([_surface_trace(surface, scale, loss_name)]), _lift(surface)
+    floor = float(np.nanmin(np.where(np.isfinite(surface.loss), surface.loss, np.nan)))
     for k, run in enumerate(runs):
-        fig.add_traces(_run_traces(*run, colour=LINE_COLOURS[k % len(LINE_COLOURS)], lift=lift))
-    fig.update_layout(title=title, scene=_scene(surface), margin=dict(l=0, r=0, t=50, b=0),
+        fig.add_traces(_run_traces(run, run.colour or run_colour(k), lift, floor))
+    fig.update_layout(title=title, scene=_scene(surface, loss_name), margin=dict(l=0, r=0, t=50, b=0),
                       legend=dict(LEGEND, title="click a run to hide or show it"))
     return fig
 
 
-def _run_traces(coords, drawn, true_losses, label, colour, lift) -> list:
-    """One run's path, a circle at its start and a diamond at its end, toggled together by the legend."""
-    coords, drawn = np.asarray(coords, float), np.asarray(drawn, float)
-    ok = np.isfinite(drawn) & np.isfinite(coords).all(axis=1)  # a diverged run keeps its finite part
-    hover = np.array(_hover(np.arange(len(drawn)), np.asarray(true_losses, float), drawn, label=label))[ok]
-    x, y, z = _compact(coords[ok, 0]), _compact(coords[ok, 1]), _compact(drawn[ok] + lift)
-    path = go.Scatter3d(x=x, y=y, z=z, mode="lines", line=dict(color=colour, width=6), name=label,
-                        legendgroup=label, text=hover, hoverinfo="text")
-    ends = go.Scatter3d(x=x[[0, -1]], y=y[[0, -1]], z=z[[0, -1]], mode="markers", legendgroup=label,
+def _run_traces(run: PageRun, colour, lift, floor) -> list:
+    """One run's path, a circle at its start and a diamond at its end, toggled together by the legend.
+
+    A surface run floats just above its facets; a shadow run lies dashed on the floor (the surface's
+    minimum), since the surface is not its loss."""
+    coords, drawn = np.asarray(run.coords, float), np.asarray(run.path_surface_loss, float)
+    shadow = check_drawn(run.drawn) == "shadow"
+    ok = np.isfinite(coords).all(axis=1)  # a diverged run keeps its finite part
+    if not shadow:
+        ok &= np.isfinite(drawn)
+    label = shadow_label(run.label, run.drawn, run.residual_mean)
+    hover = np.array(_hover(np.arange(len(drawn)), np.asarray(run.true_losses, float), drawn, label=label,
+                            on_surface=not shadow))[ok]
+    height = np.full(ok.sum(), floor) if shadow else drawn[ok] + lift
+    x, y, z = _compact(coords[ok, 0]), _compact(coords[ok, 1]), _compact(height)
+    path = go.Scatter3d(x=x, y=y, z=z, mode="lines", name=label, legendgroup=run.label, text=hover, hoverinfo="text",
+                        line=dict(color=colour, width=4 if shadow else 6, dash="dash" if shadow else "solid"))
+    ends = go.Scatter3d(x=x[[0, -1]], y=y[[0, -1]], z=z[[0, -1]], mode="markers", legendgroup=run.label,
                         showlegend=False, text=hover[[0, -1]], hoverinfo="text",
                         marker=dict(size=[5, 8], symbol=["circle", "diamond"], color=colour,
                                     line=dict(color="black", width=1)))
     return [path, ends]
 
 
-def runs_page(surface, runs, path, title) -> Path:
+def runs_page(surface, runs, path, title, loss_name: str = "training loss") -> Path:
     """mlp_multi_seed.html / optimizer_comparison.html: see runs_figure."""
-    return write_page(runs_figure(surface, runs, title), path, title)
+    return write_page(runs_figure(surface, runs, title, loss_name), path, title)
 
 
 INDEX_CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 0; color: #1d1d1f; background: #f6f6f4; }
-header { background: #22313f; color: #fff; padding: 24px 40px; }
-header h1 { margin: 0 0 4px; font-size: 26px; } header p { margin: 0; opacity: 0.85; }
-main { padding: 8px 40px 40px; max-width: 1500px; }
-h2 { margin: 32px 0 12px; font-size: 19px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
-.pages { display: flex; flex-wrap: wrap; gap: 12px; }
-.pages a { background: #fff; border: 1px solid #ccd; border-radius: 8px; padding: 10px 16px; text-decoration: none;
+header { background: #22313f; color: #fff; padding: 14px 32px; } header h1 { margin: 0; font-size: 24px; }
+header p { margin: 0; opacity: 0.85; } main { padding: 16px 32px 40px; max-width: 1600px; }
+h2 { margin: 28px 0 10px; font-size: 19px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+.hero { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 24px; align-items: start; }
+.hero img { max-height: calc(100vh - 130px); object-fit: contain; } .findings { font-size: 16px; }
+.findings h2 { margin-top: 0; } .findings li { margin-bottom: 8px; }
+.pages { display: flex; flex-wrap: wrap; gap: 10px; }
+.pages a { background: #fff; border: 1px solid #ccd; border-radius: 8px; padding: 8px 14px; text-decoration: none;
            color: #0b5cad; font-weight: 600; } .pages a span { display: block; color: #555; font-weight: 400; font-size: 13px; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 18px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 560px), 1fr)); gap: 18px; }
+.grid .wide { grid-column: 1 / -1; } .grid { grid-auto-flow: row dense; }  /* squares fill the gaps */
 figure { margin: 0; background: #fff; border: 1px solid #e0e0e0; border-radius: 8px; padding: 10px; }
 figure img { width: 100%; height: auto; display: block; } figcaption { font-size: 13px; color: #444; margin-top: 6px; }
+a, figcaption, li, td, pre { overflow-wrap: anywhere; } .scroll { overflow-x: auto; max-width: 100%; min-width: 0; }
 table { border-collapse: collapse; background: #fff; margin: 0 24px 16px 0; font-size: 14px; }
 td, th { border: 1px solid #ddd; padding: 4px 10px; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .tables { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 8px 32px; } .tables h3 { margin: 4px 0; font-size: 15px; }
-details { margin-top: 12px; } summary { cursor: pointer; font-weight: 600; }
+details { margin-top: 12px; } summary { cursor: pointer; font-weight: 600; } pre { white-space: pre-wrap; font-size: 12px; }
+@media (max-width: 900px) { .hero { grid-template-columns: minmax(0, 1fr); } header, main { padding-left: 14px; padding-right: 14px; } }
 """
+HERO = ("mlp_3d.png", "mlp_contour.png", "logistic_3d.png", "logistic_contour.png")  # the first one present leads
+WIDE = {"optimizer_comparison.png", "lr_sensitivity.png", "mlp_multi_seed.png", "plane_choice.png", "sharpness.png",
+        "mlp_pca_vs_isomap.png", "interpolation_1d.png", "hessian_spectrum.png"}  # comparison figures: a row each
 
 
-def index_page(path, title, subtitle, images, gifs, pages, numbers, config) -> Path:
-    """The page a user opens first: links to the interactive pages, every figure inline, the numbers.
+def index_page(path, title, subtitle, images, gifs, pages, numbers, config, summary=None) -> Path:
+    """The results page a user opens first: the hero figure and the run's headline findings, then the
+    interactive pages, every figure (comparison figures a full row each) and the animations; numbers,
+    timings, model and config collapsed, with a link to summary.json. No script, nothing outside the folder.
 
     images, gifs, pages: lists of (file name relative to the page, caption); numbers: {section:
-    [(name, value), ...]}; config: {field: value}. No script and no resource outside the folder.
+    [(name, value), ...]}; config: {field: value}; summary: summary.json's dict (findings, model,
+    skipped figures, timings), optional.
     """
-    esc = html.escape
+    esc, folder, summary = html.escape, Path(path).parent, summary or {}
+    hero = next((item for name in HERO for item in images if item[0] == name), images[0] if images else None)
+    rest = [item for item in images if item is not hero]
+    lines = "".join(f"<li>{esc(line)}</li>" for line in findings.headline_findings(summary))
+    skipped = "".join(f"<li><b>{esc(n)}</b>: {esc(str(why))}</li>" for n, why in summary.get("skipped", {}).items())
     links = "".join(f'<a href="{esc(name)}">{esc(name)}<span>{esc(caption)}</span></a>' for name, caption in pages)
-    figures = lambda items: "".join(  # noqa: E731
-        f'<figure><a href="{esc(n)}"><img src="{esc(n)}" alt="{esc(c)}" loading="lazy"></a>'
-        f'<figcaption><b>{esc(n)}</b>: {esc(c)}</figcaption></figure>' for n, c in items)
-    tables = "".join(f"<div><h3>{esc(section)}</h3>{_table(rows)}</div>" for section, rows in numbers.items())
-    body = (f"<header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header><main>"
-            f"<h2>Interactive pages</h2><div class='pages'>{links}</div>"
-            f"<h2>The run's numbers</h2><div class='tables'>{tables}</div>"
-            f"<h2>Animations</h2><div class='grid'>{figures(gifs)}</div>"
-            f"<h2>Figures</h2><div class='grid'>{figures(images)}</div>"
-            f"<details><summary>Configuration of this run</summary>{_table(list(config.items()))}</details></main>")
+    top = (f"<section class='hero'>{_figure(folder, *hero, lazy=False) if hero else ''}<div class='findings'>"
+           + (f"<h2>What this run shows</h2><ol>{lines}</ol>" if lines else "")
+           + (f"<h2>Not drawn in this run</h2><ul>{skipped}</ul>" if skipped else "") + "</div></section>")
+    body = (f"<header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header><main>{top}"
+            + (f"<h2>Interactive pages</h2><div class='pages'>{links}</div>" if links else "")
+            + (f"<h2>Figures</h2><div class='grid'>{''.join(_figure(folder, *i) for i in rest)}</div>" if rest else "")
+            + (f"<h2>Animations</h2><div class='grid'>{''.join(_figure(folder, *i) for i in gifs)}</div>" if gifs else "")
+            + _collapsed(numbers, config, summary) + "</main>")
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{INDEX_CSS}</style>"
             f"</head><body>{body}</body></html>\n")
     return write_text(path, page)
+
+
+def _figure(folder: Path, name: str, caption: str, lazy: bool = True) -> str:
+    """One figure linking to its file; wide ones (WIDE, or wider than 1.6:1) take a whole row."""
+    esc, size = html.escape, image_size(folder / name)
+    wide = name in WIDE or (size is not None and size[0] > 1.6 * size[1])
+    dims = f" width='{size[0]}' height='{size[1]}'" if size else ""  # the page does not jump as images load
+    return (f"<figure{' class=wide' if wide else ''}><a href='{esc(name)}'><img src='{esc(name)}' alt='{esc(caption)}'"
+            f"{dims}{' loading=lazy' if lazy else ''}></a><figcaption><b>{esc(name)}</b>: {esc(caption)}"
+            f"</figcaption></figure>")
+
+
+def image_size(path: Path):
+    """(width, height) of a PNG or GIF from its header, or None (missing, or another format)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+    except OSError:
+        return None
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:4] == b"GIF8":
+        return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+    return None
+
+
+def _collapsed(numbers: dict, config: dict, summary: dict) -> str:
+    """The details a reader opens on purpose: model, numbers (with summary.json), timings, config."""
+    esc, model, parts = html.escape, summary.get("model"), []
+    if model:
+        facts = {"loss": model.get("loss"), "classes": model.get("n_classes"), "parameters": model.get("parameters")}
+        parts.append(f"<details><summary>Model: {esc(str(model.get('kind', '')))}</summary>"
+                     f"{_table({k: v for k, v in facts.items() if v is not None})}"
+                     f"<pre>{esc(str(model.get('description', '')))}</pre></details>")
+    tables = "".join(f"<div class='scroll'><h3>{esc(section)}</h3>{_table(rows)}</div>" for section, rows in numbers.items())
+    parts.append(f"<details><summary>The run's numbers</summary><p>Every number of this run: "
+                 f"<a href='summary.json'>summary.json</a></p><div class='tables'>{tables}</div></details>")
+    if summary.get("timings_s"):
+        parts.append(f"<details><summary>Timings (s)</summary><div class='scroll'>{_table(summary['timings_s'])}"
+                     f"</div></details>")
+    parts.append(f"<details><summary>Configuration of this run</summary><div class='scroll'>{_table(config)}"
+                 f"</div></details>")
+    return "<h2>Details</h2>" + "".join(parts)
 
 
 def _table(rows) -> str:

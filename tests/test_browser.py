@@ -1,10 +1,13 @@
-"""The pages in a real headless Chromium: they render offline, WebGL works, the epoch slider moves the marker.
+"""The pages in a real headless Chromium: they render offline, WebGL works, the epoch slider moves the
+marker, the index page leads with its hero figure at 1400x900 and fits a 390 px phone.
 
-Skips without Chromium or Playwright, except under CI (CI=true), where .ci/run installs Chromium
-and a skip would hide a broken page: there it fails instead.
+Without Chromium or Playwright the whole module is skipped and says why in the warnings summary
+(and with pytest -rs), except under CI (CI=true), where .ci/run installs Chromium and a skip would
+hide a broken page: there it fails instead.
 """
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -20,18 +23,23 @@ ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-
         "--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--ignore-gpu-blocklist"]
 
 
-def require_browser():
-    reason = None
+def missing_browser() -> str | None:
+    """Why the browser tests cannot run here, or None."""
     try:
         from playwright.sync_api import sync_playwright  # noqa: F401
     except ImportError:
-        reason = "Playwright for Python is not installed (pip install -r requirements-test.txt)"
+        return "Playwright for Python is not installed (pip install -r requirements-test.txt)"
     if CHROMIUM is None:
-        reason = "no Chromium on this machine (apt-get install chromium)"
-    if reason and os.environ.get("CI") == "true":
-        pytest.fail(f"browser test cannot run under CI: {reason}")
-    if reason:
-        pytest.skip(reason)
+        return "no Chromium on this machine (apt-get install chromium)"
+    return None
+
+
+REASON = missing_browser()
+if REASON and os.environ.get("CI") == "true":
+    pytest.fail(f"browser tests cannot run under CI: {REASON}", pytrace=False)
+if REASON:
+    warnings.warn(f"browser tests skipped: {REASON}", stacklevel=1)  # shown in the summary without -rs
+    pytest.skip(f"browser tests skipped: {REASON}", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +61,28 @@ def pages(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def results_page(tmp_path_factory):
+    """index.html over real images: a square hero, two square figures, a wide comparison figure, a GIF."""
+    out = tmp_path_factory.mktemp("results")
+    sizes = {"mlp_contour.png": (1200, 1050), "mlp_3d.png": (1275, 1125), "logistic_3d.png": (1275, 1125),
+             "optimizer_comparison.png": (2100, 975), "mlp_curvature.png": (1350, 1050)}
+    for k, (name, size) in enumerate(sizes.items()):
+        Image.new("RGB", size, (40 * k, 120, 200)).save(out / name)
+    Image.new("RGB", (800, 600), (200, 80, 40)).save(out / "mlp_descent.gif")
+    summary = {"model": {"kind": "mlp", "loss": "ce", "n_classes": 3, "parameters": 163,
+                         "description": "MLP(\n  (fc1): Linear(in_features=2, out_features=32, bias=True)" + "x" * 300},
+               "runs": {"mlp": [{"final_loss": 0.05, "final_accuracy": 0.97}]},
+               "curvature": {"mlp": {"lambda_min_lowest": -0.4, "lambda_max_peak": 3.9}},
+               "skipped": {"interpolation_1d.png": "reason " * 30}, "timings_s": {"training": 1.5, "total": 9.0}}
+    config = {"output_dir": "figures/" + "deep/" * 40, "seed_list": list(range(40))}  # long values
+    numbers = {"planes": [("plane_choice/filter_pca_" + "x" * 120, 0.5)]}
+    return ip.index_page(out / "index.html", "Loss landscape of this run", "moons, 400 samples",
+                         [(name, name) for name in sizes], [("mlp_descent.gif", "descent")],
+                         [("mlp_3d.html", "3d")], numbers, config, summary=summary)
+
+
+@pytest.fixture(scope="module")
 def browser():
-    require_browser()
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -62,9 +90,9 @@ def browser():
         chromium.close()
 
 
-def open_page(browser, path):
+def open_page(browser, path, width=1200, height=800):
     """Load a page from file://, recording console errors and every request it makes."""
-    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    page = browser.new_page(viewport={"width": width, "height": height})
     errors, requests = [], []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -114,4 +142,43 @@ def test_index_page_has_no_external_requests(browser, pages):
     page.wait_for_load_state("load")
     assert "mlp_3d.html" in page.content() and not errors
     assert all(url.startswith(("file:", "data:", "blob:")) for url in requests), requests
+    page.close()
+
+
+def box_of(page, selector) -> dict:
+    return page.locator(selector).first.bounding_box()
+
+
+def test_the_hero_figure_and_findings_open_the_page_above_the_fold(browser, results_page):
+    page, errors, _ = open_page(browser, results_page, width=1400, height=900)
+    page.wait_for_load_state("load")
+    hero = page.locator("img").first
+    assert hero.get_attribute("src") == "mlp_3d.png"  # the preferred hero, not the first file listed
+    box = hero.bounding_box()
+    assert hero.is_visible() and 0 <= box["y"] < 900 and box["height"] > 300
+    assert page.evaluate("() => document.querySelector('img').naturalWidth") == 1275  # it loaded
+    assert box_of(page, ".findings li")["y"] < 900  # the first finding is on the first screen too
+    wide, square = box_of(page, "figure.wide"), box_of(page, ".grid figure:not(.wide)")
+    grid = box_of(page, ".grid")
+    assert wide["width"] == pytest.approx(grid["width"], abs=2) and square["width"] < 0.6 * grid["width"]
+    assert not errors, errors
+    page.close()
+
+
+def test_the_results_page_fits_a_phone_without_sideways_scrolling(browser, results_page):
+    page, errors, _ = open_page(browser, results_page, width=390, height=844)
+    page.wait_for_load_state("load")
+    page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")  # long values too
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, document.body.scrollWidth]")
+    assert max(widths) <= 390, widths
+    assert box_of(page, "img")["width"] <= 390
+    assert not errors, errors
+    page.close()
+
+
+def test_a_3d_page_links_back_to_the_index(browser, pages):
+    page, errors, _ = open_page(browser, pages[0])
+    page.click("nav a")
+    page.wait_for_url("**/index.html")
+    assert "mlp_3d.html" in page.content() and not errors
     page.close()

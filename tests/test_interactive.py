@@ -106,3 +106,82 @@ def test_a_damaged_asset_is_written_again(scene, tmp_path):
     ip.surface_page(surface, coords, drawn, true, acc, steps, tmp_path / "b.html", "b")
     assert asset.read_bytes() == good
     assert sorted(path.name for path in tmp_path.rglob("*")) == sorted(["a.html", "b.html", "assets", asset.name])
+
+
+def test_every_page_links_back_to_the_index(scene, tmp_path):
+    surface, coords, drawn, true, acc, steps = scene
+    first = ip.surface_page(surface, coords, drawn, true, acc, steps, tmp_path / "mlp_3d.html", "mlp")
+    second = ip.runs_page(surface, [(coords, drawn, true, "SGD")], tmp_path / "runs.html", "runs")
+    for page in (first, second):
+        assert "index.html" in links_of(page)
+
+
+def test_a_truncated_asset_is_repaired_before_a_page_uses_it(scene, tmp_path):
+    surface, coords, drawn, true, acc, steps = scene
+    ip.surface_page(surface, coords, drawn, true, acc, steps, tmp_path / "a.html", "a")
+    asset = next((tmp_path / "assets").glob("plotly-*.min.js"))
+    good = asset.read_bytes()
+    asset.write_bytes(good[: len(good) // 3])  # what a run killed mid-write would have left without atomic writes
+    ip.plotly_asset(tmp_path)
+    assert asset.read_bytes() == good
+    assert not list(tmp_path.rglob(".partial-*"))  # the temporary file was renamed into place
+
+
+def test_a_shadow_run_lies_dashed_on_the_floor_in_its_own_colour(scene):
+    surface, coords, drawn, true, acc, steps = scene
+    runs = [(coords, drawn, true, "SGD", "surface", "#0072B2"),
+            dict(coords=coords[::-1], path_surface_loss=drawn[::-1], true_losses=true, label="Adam", drawn="shadow",
+                 colour="#D55E00", residual_mean=0.4)]
+    fig = ip.runs_figure(surface, runs, "t")
+    surface_path, _, shadow_path, shadow_ends = fig.data[1:]
+    assert surface_path.name == "SGD" and surface_path.line.dash == "solid" and surface_path.line.color == "#0072B2"
+    np.testing.assert_allclose(surface_path.z, drawn + ip._lift(surface), rtol=1e-4)  # on the surface
+    assert shadow_path.name == "Adam (shadow: 40 % off plane)" and shadow_path.line.dash == "dash"
+    assert shadow_path.line.color == "#D55E00" and shadow_ends.marker.color == "#D55E00"
+    assert set(shadow_path.z) == {np.nanmin(fig.data[0].z)}  # the surface's lowest point: the floor, never lifted
+    assert "surface loss" not in shadow_path.text[0] and "surface loss" in surface_path.text[0]
+    with pytest.raises(ValueError, match="drawn"):
+        ip.runs_figure(surface, [(coords, drawn, true, "x", "lifted")], "t")
+
+
+def test_a_surface_spanning_decades_is_coloured_on_the_pngs_log_scale(scene):
+    surface, coords, drawn, true, acc, steps = scene
+    linear = ip.runs_figure(surface, [(coords, drawn, true, "SGD")], "t", loss_name="training loss (CE)").data[0]
+    assert linear.surfacecolor is None and linear.colorbar.title.text == "training loss (CE)"
+    surface.loss = 10.0 ** (-3 + 4 * (surface.loss - surface.loss.min()) / np.ptp(surface.loss))  # 1e-3 .. 10
+    trace = ip.runs_figure(surface, [(coords, drawn, true, "SGD")], "t").data[0]
+    np.testing.assert_allclose(np.asarray(trace.surfacecolor, float), np.log10(surface.loss), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(trace.z, float), surface.loss, rtol=1e-4)  # heights stay in loss units
+    assert trace.colorbar.title.text == "training loss, log scale"
+    assert list(trace.colorbar.ticktext) == ["0.001", "0.002", "0.005", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5",
+                                             "1", "2", "5", "10"]
+    np.testing.assert_allclose(trace.colorbar.tickvals, np.log10([float(t) for t in trace.colorbar.ticktext]))
+
+
+def test_the_results_page_leads_with_the_hero_and_findings_and_folds_the_rest(tmp_path):
+    images = [("mlp_contour.png", "contours"), ("optimizer_comparison.png", "optimisers"), ("mlp_3d.png", "3d")]
+    summary = {"model": {"kind": "cnn", "loss": "ce", "n_classes": 10, "parameters": 1234,
+                         "description": "CNN(\n  (conv): Conv2d(1, 8, kernel_size=(3, 3))\n)"},
+               "runs": {"mlp": [{"final_loss": 0.25, "final_accuracy": 0.9}]},
+               "skipped": {"interpolation_1d.png": "needs the logistic model"}, "timings_s": {"training": 2.5}}
+    index = ip.index_page(tmp_path / "index.html", "t", "s", images, [], [], {"n": [("x", 1.0)]}, {"epochs": 3},
+                          summary=summary)
+    text = index.read_text()
+    imgs = [link for link in links_of(index) if link.endswith(".png")]
+    assert imgs[0] == "mlp_3d.png" and text.count("src='mlp_3d.png'") == 1  # the hero leads, shown once
+    assert text.index("mlp_3d.png") < text.index("Training loss fell: the CNN to 0.25 (accuracy 90%)")
+    assert "interpolation_1d.png</b>: needs the logistic model" in text
+    assert "<figure class=wide><a href='optimizer_comparison.png'" in text
+    assert "<figure><a href='mlp_contour.png'" in text
+    assert "summary.json" in links_of(index) and "Conv2d(1, 8, kernel_size=(3, 3))" in text
+    assert text.count("<details>") == 4 and "<details open" not in text  # model, numbers, timings, config
+    assert "loading=lazy" in text and text.index("loading=lazy") > text.index("src='mlp_3d.png'")
+
+
+def test_image_size_reads_png_and_gif_headers(tmp_path):
+    from PIL import Image
+    Image.new("RGB", (37, 21)).save(tmp_path / "a.png")
+    Image.new("RGB", (300, 200)).save(tmp_path / "b.gif")
+    (tmp_path / "c.txt").write_text("not an image")
+    assert ip.image_size(tmp_path / "a.png") == (37, 21) and ip.image_size(tmp_path / "b.gif") == (300, 200)
+    assert ip.image_size(tmp_path / "c.txt") is None and ip.image_size(tmp_path / "missing.png") is None
