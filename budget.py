@@ -136,14 +136,17 @@ class _Sizes:
         """Every checkpoint of every run, float32: (runs, T, D)."""
         return 4.0 * self.T * ((self.seeds + self.studies) * self.D + self.seeds * self.D_log)
 
+    def epoch_seconds(self, D: int, steps: int) -> float:
+        """One epoch: forward and backward over every sample (3 passes), then the recorded loss and accuracy (2)."""
+        return self.seconds(5 * 2 * self.n * D, (steps + 2) * OPS_PER_STEP, AUTOGRAD_SHARE)
+
     def training(self) -> Part:
         cfg, n = self.cfg, self.n
         main_steps = math.ceil(n / (cfg.batch_size or n))  # optimiser steps per epoch
         study_steps = math.ceil(n / (cfg.study_batch_size or n))
-        # per epoch: forward and backward over every sample (3 passes), then the recorded loss and accuracy (2)
-        per_epoch = lambda D, steps: self.seconds(5 * 2 * n * D, (steps + 2) * OPS_PER_STEP, AUTOGRAD_SHARE)  # noqa: E731
-        seconds = cfg.epochs * (self.seeds * (per_epoch(self.D, main_steps) + per_epoch(self.D_log, main_steps))
-                                + self.studies * per_epoch(self.D, study_steps))
+        seconds = cfg.epochs * (self.seeds * (self.epoch_seconds(self.D, main_steps)
+                                              + self.epoch_seconds(self.D_log, main_steps))
+                                + self.studies * self.epoch_seconds(self.D, study_steps))
         batch = min(n, max(cfg.batch_size or n, cfg.study_batch_size or n))
         return Part(4.0 * (3 * batch + 2 * self.eval_n) * self.width, seconds,
                     ("epochs", "seed_list", "n_samples", "hidden_dim", "batch_size"),
@@ -151,7 +154,8 @@ class _Sizes:
 
     def surfaces(self) -> Part:
         res = self.cfg.vis_resolution
-        grids = (1 + 3 + 1 + 1 + (self.studies > 0) + (self.studies > 3)) * res ** 2  # main, plane choice, minima, top-2, studies
+        # the main plane, three plane-choice planes, three minima, Hessian top-2, the studies' shared planes
+        grids = (1 + 3 + 1 + 1 + (self.studies > 0) + (self.studies > 3)) * res ** 2
         grids += self.seeds * min(res, 30) ** 2 + (len(self.cfg.lr_list) * min(res, 25) ** 2)  # seed planes, sharpness
         path_points = 8 * self.T * (self.seeds + self.studies)  # every run is projected onto its planes
         flops = 2 * self.n * self.D * (grids + path_points) + 2 * self.n * self.D_log * res ** 2

@@ -82,7 +82,7 @@ def _check_obstacles(folder: Path) -> None:
 
 
 def remove_partial_files(out_dir) -> int:
-    """Delete what a killed run left half-written (a kill -9 skips the clean-up), files or folders, so a new run starts clean."""
+    """Delete files and folders a killed run left half-written (kill -9 skips the clean-up): a clean start."""
     stale = list(Path(out_dir).glob(f"{TEMP_PREFIX}*")) + list(Path(out_dir).glob(f"*/{TEMP_PREFIX}*"))
     for path in stale:
         if path.is_dir() and not path.is_symlink():
