@@ -21,6 +21,7 @@ EXTRA_SOLVES = 30  # trace and spectral-density probes at two checkpoints
 EMBED_PER_RUN = 101  # checkpoints per run given to Isomap (stages.embeddings)
 SURFACE_ELEMENTS = 64e6  # loss_surface keeps one batch of grid points under this many (points x samples x weights)
 FRAME_SECONDS, FRAME_BYTES, GIFS = 0.1, 0.5e6, 3  # one rendered GIF frame (matplotlib 3D); GIFs per run
+PLANE_SECONDS = 0.06  # a plane's own work besides its grid (PCA, projections, caching): --quick's 15 planes, 0.9 s
 FIXED_SECONDS = 20.0  # static figures, HTML pages and summary at any size the bounds allow
 # Measured against training.train and hessian.curvature_along (MLP, n = 1000, h = 32 and 256, one thread):
 OPS_PER_STEP = 300  # one functional_call with backward and an optimiser step costs ~300 tiny torch calls
@@ -153,14 +154,16 @@ class _Sizes:
                     ("batch_size", "eval_batch_size", "hidden_dim", "n_samples"))
 
     def surfaces(self) -> Part:
-        res = self.cfg.vis_resolution
-        # the main plane, three plane-choice planes, three minima, Hessian top-2, the studies' shared planes
-        grids = (1 + 3 + 1 + 1 + (self.studies > 0) + (self.studies > 3)) * res ** 2
-        grids += self.seeds * min(res, 30) ** 2 + (len(self.cfg.lr_list) * min(res, 25) ** 2)  # seed planes, sharpness
+        res, lrs = self.cfg.vis_resolution, len(self.cfg.lr_list)
+        # full planes: logistic and main, three plane-choice, three minima, Hessian top-2, the studies' shared ones
+        full = 2 + 3 + 1 + 1 + (self.studies > 0) + (self.studies > 3)
+        planes = full + self.seeds + lrs  # plus one small plane per seed, and a sharpness plane per learning rate
+        grids = full * res ** 2 + self.seeds * min(res, 30) ** 2 + lrs * min(res, 25) ** 2
         path_points = 8 * self.T * (self.seeds + self.studies)  # every run is projected onto its planes
-        flops = 2 * self.n * self.D * (grids + path_points) + 2 * self.n * self.D_log * res ** 2
+        flops = 2 * self.n * self.D * (grids + path_points)
         batch = max(1, min(4096, SURFACE_ELEMENTS // (self.eval_n * self.D)))  # grid points per evaluation batch
-        return Part(4.0 * batch * (self.D + self.eval_n * self.width) + 8.0 * res ** 2 * 4, self.seconds(flops, grids),
+        return Part(4.0 * batch * (self.D + self.eval_n * self.width) + 8.0 * res ** 2 * 4,
+                    self.seconds(flops, grids) + planes * PLANE_SECONDS,
                     ("vis_resolution", "n_samples", "hidden_dim"), ("hidden_dim", "eval_batch_size", "n_samples"))
 
     def curvature(self) -> Part:
