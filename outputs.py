@@ -21,29 +21,30 @@ class OutputError(ConfigError):
     """The output folder or one of its files cannot be written: one line, exit code 2 (main prints it)."""
 
 
-def check_output_dir(path) -> Path:
+def check_output_dir(path, field: str = "output_dir") -> Path:
     """Create the output folder and prove that files can be written in it; raise OutputError otherwise.
 
     Catches before any work starts: a name that is not UTF-8, a path too long or too deep for the
     system, a file where a folder should be (the folder itself, a parent, or `assets`), a folder
     where an output file goes (figures/mlp_3d.png/), and a folder without write permission.
+    field names the config field in the message (check cache_dir the same way).
     """
     text = os.fspath(path)
-    shown = _show(text)
+    shown = f"{field} {_show(text)}"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise OutputError(f"output_dir {shown} is not a UTF-8 name: choose another folder") from None
+        raise OutputError(f"{shown} is not a UTF-8 name: choose another folder") from None
     if not text or "\0" in text:
-        raise OutputError(f"output_dir {shown} is not a folder name")
+        raise OutputError(f"{shown} is not a folder name")
     limit = _path_max(text)
     if len(os.fsencode(os.path.abspath(text))) + NAME_ROOM > limit:
-        raise OutputError(f"output_dir {shown} is too long: the system allows {limit} bytes per path, "
+        raise OutputError(f"{shown} is too long: the system allows {limit} bytes per path, "
                           f"file names inside it included")
     folder = Path(text)
-    make_folder(folder, f"output_dir {shown}: cannot create it")
-    _probe(folder, f"output_dir {shown}: cannot write in it")
-    _check_obstacles(folder)
+    make_folder(folder, f"{shown}: cannot create it")
+    _probe(folder, f"{shown}: cannot write in it")
+    _check_obstacles(folder, field)
     return folder
 
 
@@ -72,13 +73,13 @@ def _probe(folder: Path, what: str) -> None:
         raise _error(what, err, folder) from None
 
 
-def _check_obstacles(folder: Path) -> None:
+def _check_obstacles(folder: Path, field: str) -> None:
     assets = folder / ASSET_DIR
     if assets.exists() and not assets.is_dir():
-        raise OutputError(f"output_dir: {_show(assets)} is a file where the assets folder goes: remove or rename it")
+        raise OutputError(f"{field}: {_show(assets)} is a file where the assets folder goes: remove or rename it")
     for entry in [*folder.iterdir(), *(assets.iterdir() if assets.is_dir() else [])]:
         if entry.is_dir() and entry.suffix.lower() in OUTPUT_SUFFIXES and not entry.name.startswith(TEMP_PREFIX):
-            raise OutputError(f"output_dir: {_show(entry)} is a folder where an output file goes: remove or rename it")
+            raise OutputError(f"{field}: {_show(entry)} is a folder where an output file goes: remove or rename it")
 
 
 def remove_partial_files(out_dir) -> int:

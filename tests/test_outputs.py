@@ -133,3 +133,8 @@ def test_write_bytes_is_atomic_and_exact(tmp_path):
 
 def test_output_error_is_a_config_error():
     assert issubclass(OutputError, outputs.ConfigError)
+
+
+def test_the_cache_folder_is_checked_the_same_way(tmp_path):
+    (tmp_path / "cache").write_text("x")
+    assert _one_line(check_output_dir, tmp_path / "cache", "cache_dir").startswith("cache_dir ")
