@@ -80,7 +80,8 @@ def mlp_params(n_features: int, hidden_dim: int, n_outputs: int = 1) -> int:
 
 def data_sizes(cfg: Config) -> tuple:
     """(n_samples, n_features) as the config will draw them; a user's file is measured when loaded."""
-    fixed = {"moons": (cfg.n_samples, 2), "circles": (cfg.n_samples, 2), "breast_cancer": (569, 30)}
+    fixed = {"moons": (cfg.n_samples, 2), "circles": (cfg.n_samples, 2), "breast_cancer": (569, 30),
+             "digits": (1797, 64)}
     return fixed.get(cfg.dataset, (cfg.n_samples, cfg.n_features))
 
 

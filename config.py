@@ -73,7 +73,7 @@ class Config:
 
 
 CHOICES = {
-    "dataset": ("classification", "moons", "circles", "breast_cancer"),
+    "dataset": ("classification", "moons", "circles", "breast_cancer", "digits"),
     "optimizer": ("sgd", "adam"),
     "direction_norm": ("filter", "layer", "none"),
     "loss": ("auto", "bce", "ce", "mse"),
@@ -226,12 +226,14 @@ def _check_together(cfg):
     if synthetic and cfg.n_samples * cfg.n_features > MAX_DATA_VALUES:
         _fail("n_samples", cfg.n_samples, f"n_samples x n_features <= {MAX_DATA_VALUES:.0e} "
               f"(with n_features = {cfg.n_features}: n_samples <= {MAX_DATA_VALUES // cfg.n_features})")
-    # scikit-learn's make_classification needs n_classes x 2 clusters <= 2 ** informative features,
-    # and data.py makes max(2, n_features // 2) of them informative
-    if synthetic and cfg.n_classes * 2 > 2 ** max(2, min(cfg.n_features // 2, 64)):
-        needed = 2 * math.ceil(math.log2(2 * cfg.n_classes))
+    # data.py makes max(2, n_features // 2) features informative; they hold at most 2 ** informative classes
+    if synthetic and cfg.n_classes > 2 ** max(2, min(cfg.n_features // 2, 64)):
+        needed = 2 * math.ceil(math.log2(cfg.n_classes))
         _fail("n_classes", cfg.n_classes, f"a count that n_features = {cfg.n_features} can separate "
               f"(n_features >= {needed} for {cfg.n_classes} classes)")
+    if cfg.model == "cnn" and not cfg.data and cfg.dataset != "digits":
+        _fail("model", cfg.model, "mlp or a file for tabular data (cnn needs images: dataset=digits or an .npz "
+              "whose X is (n, H, W))")
     if synthetic and cfg.loss == "bce" and cfg.n_classes > 2:
         _fail("loss", cfg.loss, "ce, mse or auto for n_classes > 2 (bce is for two classes)")
 

@@ -130,9 +130,9 @@ def _error(what: str, err: OSError, folder) -> OutputError:
     reason = err.strerror or type(err).__name__
     if err.errno == errno.ENOSPC:
         return OutputError(f"{what}: no space left on the device of {_show(folder)} (free some space or "
-                           f"choose another output_dir)")
+                           f"choose another folder)")
     if err.errno == errno.ENAMETOOLONG:
-        return OutputError(f"{what}: the path or a name in it is too long for the system (choose a shorter output_dir)")
+        return OutputError(f"{what}: the path or a name in it is too long for the system (choose a shorter path)")
     if isinstance(err, IsADirectoryError):
         return OutputError(f"{what}: a folder of that name is in the way (remove it)")
     return OutputError(f"{what}: {reason}")

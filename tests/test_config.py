@@ -95,9 +95,12 @@ def test_noise_means_what_the_data_set_means():
 def test_fields_that_depend_on_each_other():
     with pytest.raises(ConfigError, match="n_classes"):
         parse_args(["--n_classes=11", "--n_samples=10"])
-    with pytest.raises(ConfigError, match="n_features >= 6"):  # scikit-learn's rule for 3 classes
-        parse_args(["--n_classes=3", "--n_features=4"])
-    assert parse_args(["--n_classes=3", "--n_features=6"])[0].n_classes == 3
+    with pytest.raises(ConfigError, match="n_features >= 6"):  # 2 informative features hold 4 classes
+        parse_args(["--n_classes=5", "--n_features=4"])
+    assert parse_args(["--n_classes=4", "--n_features=4"])[0].n_classes == 4
+    with pytest.raises(ConfigError, match="cnn needs images"):
+        parse_args(["--model=cnn"])
+    assert parse_args(["--model=cnn", "--dataset=digits"])[0].model == "cnn"
     with pytest.raises(ConfigError, match="n_samples x n_features"):
         parse_args(["--n_samples=1000000", "--n_features=1000"])
     with pytest.raises(ConfigError, match="loss"):
@@ -110,7 +113,7 @@ def test_the_ends_of_every_range_are_allowed():
     for name, (low, high) in ends.items():
         for value in (low, high):
             extra = {"n_features": ["--n_samples=10000"], "n_samples": ["--n_features=10"]}.get(name, [])
-            extra += ["--n_samples=1000", "--n_features=22"] if name == "n_classes" and value > 10 else []
+            extra += ["--n_samples=1000", "--n_features=20"] if name == "n_classes" and value > 10 else []
             assert getattr(parse_args(extra + [f"--{name}={value}"])[0], name) == value
     for value in config.LR_RANGE:
         assert parse_args([f"--lr={value!r}"])[0].lr == value
@@ -197,3 +200,21 @@ def test_config_imports_no_torch_numpy_or_sklearn():
 
 def test_cpu_count_is_at_least_one():
     assert config._cpu_count() >= 1 and math.isfinite(config._cpu_count())
+
+
+@pytest.mark.parametrize("n_features", [2, 3, 4, 6, 8, 12])
+def test_class_counts_agree_with_the_data_set_itself(n_features):
+    """The config accepts a class count exactly when data.py can draw it (the oracle)."""
+    from data import make_dataset
+    for n_classes in (2, 3, 4, 5, 8, 9, 16, 17, 64, 65):
+        try:
+            parse_args([f"--n_features={n_features}", f"--n_classes={n_classes}", "--n_samples=200"])
+            accepted = True
+        except ConfigError:
+            accepted = False
+        try:
+            make_dataset("classification", 200, n_features, 0.1, 0, n_classes=n_classes)
+            drawn = True
+        except (ValueError, ConfigError):
+            drawn = False
+        assert accepted == drawn, (n_features, n_classes)
