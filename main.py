@@ -173,6 +173,7 @@ def run_pipeline(cfg: config.Config, use_cache: bool = True) -> dict:
     import torch
 
     import distributed
+    import gallery
     import report
     import stages as st
     from models import check_outputs
@@ -211,12 +212,12 @@ def run_pipeline(cfg: config.Config, use_cache: bool = True) -> dict:
     # 3. figures, animations, pages, summary (rank 0 only)
     results = dict(cfg=cfg, runs=runs, scapes=scapes, curvature=curvature, embeddings=embeddings, lines=lines,
                    fms=fms, main=main_model_key(cfg), data=dataset, ranks=distributed.shares())
-    written = stages.run("figures", report.write_figures, cfg.output_dir, results)
+    written = stages.run("figures", gallery.write_figures, cfg.output_dir, results)
     if config.wants(cfg, "gifs"):
-        written += stages.run("animations", report.write_animations, cfg.output_dir, results)
+        written += stages.run("animations", gallery.write_animations, cfg.output_dir, results)
     summary = report.summarize(results, stages.seconds, cache)
     if config.wants(cfg, "html"):
-        written += stages.run("html", report.write_pages, cfg.output_dir, results, written, summary)
+        written += stages.run("html", gallery.write_pages, cfg.output_dir, results, written, summary)
     summary["timings_s"] = {**stages.seconds, "total": round(sum(stages.seconds.values()), 3)}
     path = output_path(cfg.output_dir, "summary.json")
     write_json(path, report.merge_summary(path, summary) if cfg.only or cfg.skip else summary)

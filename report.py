@@ -1,4 +1,4 @@
-"""Everything the pipeline writes: summary numbers, PNGs, GIFs, HTML pages and the console report."""
+"""The run's numbers: summary.json (and merging a partial one) and the console report."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,9 +6,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from config import wants
 from training import path_statistics
 
 
@@ -136,195 +134,31 @@ def _clean(value):
 
 
 
-# ---------------------------------------------------------------- files
-
-MODEL_TITLES = {"logistic": "logistic regression", "mlp": "MLP"}
-
-
-def plane_paths(scape) -> list:
-    """The runs of a landscape as the comparison figures draw them."""
-    import visualization as vis
-    return [vis.PlanePath(p.coords, _np(p.run.losses), p.run.label, p.run.diverged, _np(p.run.steps))
-            for p in scape.paths]
-
-
-def write_figures(out, results) -> list:
-    """Every PNG of the gallery whose data was computed; returns the paths written."""
-    import visualization as vis
-    from outputs import output_path
-    cfg, scapes, curvature = results["cfg"], results["scapes"], results["curvature"]
-    written = []
-    for kind in ("logistic", "mlp") if wants(cfg, "surfaces") else ():
-        scape, title = scapes[kind], MODEL_TITLES[kind]
-        p = scape.paths[0]
-        written.append(vis.plot_surface_3d(
-            scape.surface, p.coords, p.surface_loss, _np(p.run.losses), p.grads,
-            f"{title}: training loss on the PCA plane, gradient descent lr {cfg.lr:g}",
-            output_path(out, f"{kind}_3d.png"), residual=p.residual))
-        written.append(vis.plot_contour(
-            scape.surface, [(p.coords, f"gradient descent, lr {cfg.lr:g}")], p.grads,
-            f"{title}: loss contours on the PCA plane", output_path(out, f"{kind}_contour.png"),
-            residual=p.residual))
-    comparisons = {"multi_seed": ("mlp_multi_seed.png", f"MLP: {len(cfg.seed_list)} initialisations on one plane", None),
-                   "optimizers": ("optimizer_comparison.png", "MLP: optimisers from one initialisation", True),
-                   "lr_sensitivity": ("lr_sensitivity.png", "MLP: SGD at several learning rates", None)}
-    for name, (filename, title, log_curves) in comparisons.items():
-        if name in scapes and wants(cfg, name):
-            residual = np.concatenate([p.residual for p in scapes[name].paths])
-            written.append(vis.plot_runs(scapes[name].surface, plane_paths(scapes[name]), title,
-                                         output_path(out, filename), residual=residual, log_curves=log_curves))
-    if "mlp" in curvature and wants(cfg, "curvature"):
-        c, run = curvature["mlp"], results["runs"]["mlp"][0]
-        written.append(vis.plot_curvature(
-            _np(run.steps)[c.indices], c.lam_max, c.lam_min, cfg.lr, "MLP: Hessian extremes along gradient descent",
-            output_path(out, "mlp_curvature.png"), losses=_np(run.losses), loss_steps=_np(run.steps)))
-    if "lr_sensitivity" in curvature:
-        lr_runs = [(_np(run.steps)[c.indices], c.lam_max, run.lr, run.label)
-                   for run, c in zip(results["runs"]["lr_sensitivity"], curvature["lr_sensitivity"])]
-        written.append(vis.plot_edge_of_stability(lr_runs, "MLP: sharpness λ_max under gradient descent at "
-                                                  "several learning rates", output_path(out, "edge_of_stability.png")))
-    if results["embeddings"]:
-        e = results["embeddings"]
-        written.append(vis.plot_pca_vs_isomap(
-            e["pca"], e["isomap"], e["losses"], e["points_per_run"], e["trust_pca"], e["trust_isomap"],
-            f"MLP checkpoints of {len(e['points_per_run'])} seeds: PCA vs Isomap",
-            output_path(out, "mlp_pca_vs_isomap.png")))
-    if results["lines"]:
-        lines = {MODEL_TITLES[k]: v for k, v in results["lines"]["lines"].items()}
-        written.append(vis.plot_interpolation(results["lines"]["ts"], lines,
-                                              "Loss along the straight line from initial to final weights",
-                                              output_path(out, "interpolation_1d.png")))
-    if "eigen_ratio" in curvature:
-        alphas, betas, ratio = curvature["eigen_ratio"]
-        scape = scapes["mlp"]
-        written.append(vis.plot_eigen_ratio(alphas, betas, ratio, scape.paths[0].coords,
-                                            scape.surface.plane.axis_labels(), "MLP: convexity map |λmin/λmax|",
-                                            output_path(out, "mlp_eigen_ratio.png"), surface=scape.surface))
-    return written
-
-
-def write_animations(out, results) -> list:
-    """The two descent GIFs and the optimiser race; seconds per frame go to results["gifs"]."""
-    import animations
-    from outputs import output_path
-    cfg, scapes = results["cfg"], results["scapes"]
-    frames = dict(n_frames=cfg.gif_frames, frame_ms=cfg.gif_frame_ms)
-    jobs = [lambda kind=kind: animations.descent_gif(
-        scapes[kind].surface, scapes[kind].paths[0].coords, scapes[kind].paths[0].surface_loss,
-        _np(scapes[kind].paths[0].run.losses), _np(scapes[kind].paths[0].run.steps),
-        output_path(out, f"{kind}_descent.gif"), f"{MODEL_TITLES[kind]}: gradient descent, lr {cfg.lr:g}", **frames)
-        for kind in ("logistic", "mlp")]
-    if "optimizers" in scapes:
-        runs = [(p.coords, _np(p.run.losses), p.run.label) for p in scapes["optimizers"].paths]
-        jobs.append(lambda: animations.optimizer_race_gif(scapes["optimizers"].surface, runs,
-                                                          output_path(out, "optimizer_race.gif"),
-                                                          "MLP: optimisers from one initialisation", **frames))
-    infos = [job() for job in tqdm(jobs, desc="animations", unit="gif", leave=False, disable=None)]
-    results["gifs"] = {info.path.name: {"frames": info.n_frames, "seconds": round(info.seconds, 3),
-                                        "seconds_per_frame": round(info.seconds_per_frame, 4), "bytes": info.bytes}
-                       for info in infos}
-    return [info.path for info in infos]
-
-
-CAPTIONS = {
-    "logistic_3d.png": "logistic regression: loss surface on the PCA plane, the path on it, downhill arrows",
-    "mlp_3d.png": "MLP: loss surface on the PCA plane, the path on it, downhill arrows",
-    "logistic_contour.png": "logistic regression: contours, path and -gradient arrows",
-    "mlp_contour.png": "MLP: contours, path and -gradient arrows",
-    "mlp_multi_seed.png": "MLP: every seed's path on one shared plane, and the loss curves",
-    "mlp_curvature.png": "MLP: Hessian λmax and λmin along the path, beside the loss",
-    "edge_of_stability.png": "MLP: sharpness λmax at several learning rates, each against its 2/lr",
-    "mlp_pca_vs_isomap.png": "MLP checkpoints of all seeds embedded by PCA and by Isomap",
-    "optimizer_comparison.png": "SGD, SGD+momentum and Adam from one initialisation",
-    "lr_sensitivity.png": "SGD at several learning rates on one plane",
-    "interpolation_1d.png": "loss along the straight line from the initial to the final weights",
-    "mlp_eigen_ratio.png": "MLP: convexity map |λmin/λmax| over the plane",
-    "logistic_descent.gif": "logistic regression: gradient descent step by step",
-    "mlp_descent.gif": "MLP: gradient descent step by step",
-    "optimizer_race.gif": "optimisers racing on their shared plane",
-    "logistic_3d.html": "logistic regression: rotate, zoom, hover, epoch slider",
-    "mlp_3d.html": "MLP: rotate, zoom, hover, epoch slider",
-    "mlp_multi_seed.html": "every seed on one surface; click the legend to toggle runs",
-    "optimizer_comparison.html": "the three optimisers on one surface; click the legend to toggle",
-}
-
-
-def write_pages(out, results, written, summary) -> list:
-    """The interactive pages and index.html, which shows every file written before it."""
-    import interactive_plots as ip
-    from outputs import output_path
-    cfg, scapes, curvature, pages = results["cfg"], results["scapes"], results["curvature"], []
-    for kind in ("logistic", "mlp"):
-        p, c = scapes[kind].paths[0], curvature.get(kind)
-        pages.append(ip.surface_page(
-            scapes[kind].surface, p.coords, p.surface_loss, _np(p.run.losses), _np(p.run.accuracies),
-            _np(p.run.steps), output_path(out, f"{kind}_3d.html"),
-            f"{MODEL_TITLES[kind]}: gradient descent on the PCA plane (lr {cfg.lr:g})",
-            lam_max=None if c is None else c.lam_max, lam_steps=None if c is None else _np(p.run.steps)[c.indices]))
-    for name, filename, title in (("multi_seed", "mlp_multi_seed.html", "MLP: every seed on one plane"),
-                                  ("optimizers", "optimizer_comparison.html", "MLP: optimisers from one start")):
-        if name in scapes:
-            runs = [(p.coords, p.surface_loss, _np(p.run.losses), p.run.label) for p in scapes[name].paths]
-            pages.append(ip.runs_page(scapes[name].surface, runs, output_path(out, filename), title))
-    files = [Path(f).name for f in written]
-    caption = lambda names: [(n, CAPTIONS.get(n, "")) for n in names]  # noqa: E731
-    index = ip.index_page(
-        output_path(out, "index.html"), "Loss landscape of this run",
-        f"{summary['dataset']['name']} data, {summary['dataset']['n_samples']} samples; "
-        f"{len(cfg.seed_list)} seeds, {cfg.epochs} epochs, lr {cfg.lr:g}; every stage in "
-        f"{sum(summary['timings_s'].values()):.1f} s",
-        caption([n for n in files if n.endswith(".png")]), caption([n for n in files if n.endswith(".gif")]),
-        caption([Path(p).name for p in pages]), index_numbers(summary), summary["config"])
-    return pages + [index]
-
-
-def index_numbers(summary: dict) -> dict:
-    """The tables of index.html, read from summary.json's numbers."""
-    numbers = {"final training loss (mean over seeds)": [
-        (kind, float(np.mean([r["final_loss"] for r in summary["runs"][kind]]))) for kind in ("logistic", "mlp")]}
-    numbers["planes: explained variance, mean residual"] = [
-        (name, f"{' + '.join(f'{100 * e:.1f}%' for e in p['explained_variance'] if e is not None)}; "
-               f"{100 * p['residual_mean']:.1f}%") for name, p in summary["planes"].items()]
-    numbers["curvature (seed 0)"] = [(f"{kind} {key}", value) for kind in ("mlp", "logistic")
-                                     for key, value in summary.get("curvature", {}).get(kind, {}).items()
-                                     if key.startswith("lambda")]
-    if "optimizers" in summary:
-        numbers["optimisers: final loss, efficiency"] = [
-            (label, f"{s['final_loss']:.4f}; {s['efficiency']:.2f}") for label, s in summary["optimizers"].items()]
-    numbers["timings (s)"] = list(summary["timings_s"].items())
-    return {title: rows for title, rows in numbers.items() if rows}
-
-
-def _np(tensor) -> np.ndarray:
-    return tensor.detach().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
-
-
 # ---------------------------------------------------------------- console
 
 def print_report(summary: dict, written: list, out) -> None:
     """A compact table of the run's numbers and where to look next."""
-    from pathlib import Path
     print()
-    for kind in ("logistic", "mlp"):
+    for kind in ("logistic", summary["model"]["key"]):
         runs = summary["runs"][kind]
-        finals = np.array([r["final_loss"] for r in runs])
-        accs = np.array([r["final_accuracy"] for r in runs])
+        finals = np.array([r["final_loss"] for r in runs], float)
+        accs = np.array([r["final_accuracy"] for r in runs], float)
         diverged = sum(r["diverged"] for r in runs)
-        print(f"  {kind:<9} final loss over {len(runs)} seeds: mean {finals.mean():.4g}, std {finals.std():.2g}; "
-              f"accuracy {accs.mean():.3f}" + (f"  ({diverged} diverged)" if diverged else ""))
+        print(f"  {kind:<9} final loss over {len(runs)} seeds: mean {np.nanmean(finals):.4g}, std "
+              f"{np.nanstd(finals):.2g}; accuracy {np.nanmean(accs):.3f}" + (f"  ({diverged} diverged)" if diverged else ""))
     if "optimizers" in summary:
-        print(f"\n  {'optimiser':<14}{'initial':>9}{'final':>9}{'improv.':>9}{'path':>8}{'straight':>10}{'effic.':>8}")
+        width = max(len(label) for label in summary["optimizers"]) + 2
+        print(f"\n  {'optimiser':<{width}}{'initial':>9}{'final':>9}{'improv.':>9}{'path':>8}{'straight':>10}{'effic.':>8}")
         for label, s in summary["optimizers"].items():
-            print(f"  {label:<14}{s['initial_loss']:>9.4f}{s['final_loss']:>9.4f}{s['improvement_pct']:>8.1f}%"
-                  f"{s['path_length']:>8.2f}{s['straight_distance']:>10.2f}{s['efficiency']:>8.2f}")
+            print(f"  {label:<{width}}{s['initial_loss'] or float('nan'):>9.4f}{s['final_loss'] or float('nan'):>9.4f}"
+                  f"{s['improvement_pct'] or float('nan'):>8.1f}%{s['path_length'] or float('nan'):>8.2f}"
+                  f"{s['straight_distance'] or float('nan'):>10.2f}{s['efficiency'] or float('nan'):>8.2f}")
     print()
     for name, p in summary["planes"].items():
-        ev = " + ".join(f"{100 * e:.1f}%" for e in p["explained_variance"] if e is not None)
-        print(f"  plane {name:<15} explained {ev:<15} residual mean {p['residual_mean']:.3f}")
-    for kind, c in summary.get("curvature", {}).items():
-        if kind in ("mlp", "logistic"):
-            print(f"  curvature {kind:<11} λmax peak {c['lambda_max_peak']:.4g}   λmin lowest "
-                  f"{c['lambda_min_lowest']:.3g}   2/lr {c['edge_of_stability_2_over_lr']:.3g}")
+        for label, r in p["runs"].items():
+            if name in ("logistic", summary["model"]["key"], "optimizers", "lr_sensitivity"):
+                print(f"  plane {name:<15} {label:<26} residual {100 * r['residual_mean']:5.1f}%  gap "
+                      f"{r['gap_max']:.3f}  drawn on the {r['drawn']}")
     print(f"\n  {len(written) + 1} files, summary.json included, in {out}/ in {summary['timings_s']['total']:.1f} s")
     index = Path(out) / "index.html"
     if index.exists():
