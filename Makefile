@@ -31,4 +31,4 @@ gallery: $(VENV)/.installed
 	mkdir -p docs && for f in $(GALLERY); do cp build/gallery/$$f docs/$$f; done
 
 clean:
-	rm -rf figures build .pytest_cache
+	rm -rf figures build .cache .pytest_cache

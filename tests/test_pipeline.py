@@ -9,16 +9,22 @@ from PIL import Image
 import main
 
 PNGS = ["logistic_3d.png", "mlp_3d.png", "logistic_contour.png", "mlp_contour.png", "mlp_multi_seed.png",
+        "plane_choice.png", "sharpness.png", "hessian_spectrum.png",
         "mlp_curvature.png", "edge_of_stability.png", "mlp_pca_vs_isomap.png", "optimizer_comparison.png",
         "lr_sensitivity.png", "interpolation_1d.png", "mlp_eigen_ratio.png"]
 GIFS = ["logistic_descent.gif", "mlp_descent.gif", "optimizer_race.gif"]
-PAGES = ["logistic_3d.html", "mlp_3d.html", "mlp_multi_seed.html", "optimizer_comparison.html", "index.html"]
+PAGES = ["logistic_3d.html", "mlp_3d.html", "optimizer_comparison.html", "index.html"]
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, cache_dir):
     out = tmp_path_factory.mktemp("figures")
-    assert main.main(["--quick", f"--output_dir={out}"]) == 0
+    assert main.main(["--quick", f"--output_dir={out}", f"--cache_dir={cache_dir}"]) == 0
     return out
 
 
@@ -65,6 +71,41 @@ def test_summary_holds_finite_numbers_that_agree_with_the_run(quick_run):
     assert not list(quick_run.glob(".*.png")) and not list(quick_run.glob(".*.tmp*"))  # no temporary leftovers
 
 
+def test_summary_records_every_plane_run_and_pair(quick_run):
+    summary = json.loads((quick_run / "summary.json").read_text())
+    for name in ("logistic", "mlp", "optimizers", "lr_sensitivity", "three_minima", "seed 0",
+                 "plane_choice/pca", "plane_choice/filter_pca", "plane_choice/random", "hessian_top2"):
+        plane = summary["planes"][name]
+        for numbers in plane["runs"].values():
+            assert numbers["drawn"] in ("surface", "shadow", "partial") and numbers["gap_max"] >= 0
+            assert 0 <= numbers["residual_mean"] <= 1
+    for run in summary["runs"]["mlp"] + summary["runs"]["optimizers"]:
+        assert run["grad_norm_final"] < run["grad_norm_initial"]
+    assert len(summary["mode_connectivity"]) == 3  # every pair of the three seeds
+    for pair in summary["mode_connectivity"].values():
+        assert pair["barrier"] == pytest.approx(pair["max_loss"] - sum(pair["end_losses"]) / 2)
+    # the three minima lie in their plane: drawn exactly there
+    for numbers in summary["planes"]["three_minima"]["runs"].values():
+        assert numbers["residual_mean"] < 1e-5 and numbers["gap_max"] < 1e-5
+
+
+def test_a_drawing_knob_rerun_recomputes_nothing(quick_run, cache_dir, tmp_path):
+    assert main.main(["--quick", f"--output_dir={tmp_path}", f"--cache_dir={cache_dir}", "--gif_frame_ms=120",
+                      "--gif_frames=8"]) == 0
+    first, again = (json.loads((d / "summary.json").read_text()) for d in (quick_run, tmp_path))
+    assert again["cache"]["misses"] == 0 and again["cache"]["hits"] > 0
+    assert again["planes"] == first["planes"] and again["runs"] == first["runs"]
+
+
+def test_only_gifs_keeps_the_full_summary(quick_run, cache_dir):
+    before = json.loads((quick_run / "summary.json").read_text())
+    assert main.main(["--quick", "--only=gifs", f"--output_dir={quick_run}", f"--cache_dir={cache_dir}"]) == 0
+    after = json.loads((quick_run / "summary.json").read_text())
+    assert set(after) >= set(before) and after["planes"].keys() >= before["planes"].keys()
+    assert after["curvature"] == before["curvature"]
+
+
 def test_skip_and_only_limit_the_outputs(tmp_path):
-    assert main.main(["--quick", "--only=interpolation", f"--output_dir={tmp_path}"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["interpolation_1d.png", "summary.json"]
+    assert main.main(["--quick", "--only=interpolation", f"--output_dir={tmp_path}",
+                      f"--cache_dir={tmp_path / 'cache'}"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "interpolation_1d.png", "summary.json"]
