@@ -146,8 +146,9 @@ def load_user_model(spec: str, n_features: int, n_classes: int, seed: int) -> nn
         source = importlib.util.module_from_spec(import_spec)
         sys.modules[module_name] = source  # dataclasses and pickling look the module up here
         import_spec.loader.exec_module(source)
-    except Exception as e:  # the user's file: one line, not a traceback
-        raise ConfigError(f"model file {path} failed to import: {type(e).__name__}: {e}") from None
+    except (Exception, SystemExit) as e:  # the user's file: one line, not a traceback
+        sys.modules.pop(module_name, None)
+        raise ConfigError(f"model file {path} failed to import: {_one_line(e)}") from None
     function = getattr(source, name, None)
     if not callable(function):
         raise ConfigError(f"model file {path} has no function {name!r}")
@@ -155,14 +156,18 @@ def load_user_model(spec: str, n_features: int, n_classes: int, seed: int) -> nn
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # an unseeded user function still gets this seed's weights
             module = function(n_features, n_classes, seed)
-    except Exception as e:
+    except (Exception, SystemExit) as e:
         raise ConfigError(f"{path}:{name}(n_features={n_features}, n_classes={n_classes}, seed={seed}) "
-                          f"raised {type(e).__name__}: {e}") from None
+                          f"raised {_one_line(e)}") from None
     if not isinstance(module, nn.Module):
         raise ConfigError(f"{path}:{name} returned a {type(module).__name__}, not a torch.nn.Module")
     if not any(True for _ in module.parameters()):
         raise ConfigError(f"{path}:{name} returned a module with no parameters: nothing to train")
     return module
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: " + " ".join(str(error).split())
 
 
 @dataclass(frozen=True)
@@ -306,7 +311,7 @@ def check_outputs(fm: FlatModel, X: torch.Tensor, y: torch.Tensor, n_classes: in
         with torch.no_grad():
             out = fm._logits(fm.theta0, probe)
     except Exception as e:
-        raise ValueError(f"the model fails on input of shape {tuple(probe.shape)}: {type(e).__name__}: {e}") from None
+        raise ValueError(f"the model fails on input of shape {tuple(probe.shape)}: {_one_line(e)}") from None
     m, got = probe.shape[0], "(n, " + ", ".join(str(s) for s in tuple(out.shape)[1:]) + ")"
     if kind == "ce":
         classes = n_classes or (out.shape[1] if out.ndim == 2 else 2)

@@ -155,6 +155,9 @@ def test_the_example_user_model_loads_seeded_and_fits_every_loss():
     ("def build(a, b, c):\n    return 3", "{file}:build", "returned a int, not a torch.nn.Module"),
     ("from torch import nn\ndef build(a, b, c):\n    return nn.ReLU()", "{file}:build", "no parameters"),
     ("x = 1", "{file}", "not of the form path/to/file.py:function"),
+    ("def build(a, b, c)\n    pass", "{file}:build", "failed to import: SyntaxError"),
+    ("import sys\nsys.exit(3)", "{file}:build", "failed to import: SystemExit: 3"),
+    ("def build(a, b, c):\n    raise ValueError('two\\nlines')", "{file}:build", "raised ValueError: two lines"),
 ])
 def test_user_model_problems_are_one_config_error_naming_the_file(tmp_path, source, spec, message):
     file = tmp_path / "models.py"  # the project's own module name: must not clash with it
