@@ -15,7 +15,7 @@ LIMIT_SECONDS = 600  # a longer run gets a warning line first
 HEADROOM = 0.8  # share of the free memory a run may plan on: Python, matplotlib and the OS need the rest
 BASE_BYTES = 500e6  # the interpreter with torch, numpy, matplotlib and plotly loaded
 EXACT_MAX_DIM = 2000  # hessian.py's "auto": the full Hessian up to this many weights, Lanczos beyond
-SOLVE_PRODUCTS = {"lanczos": 120, "power": 400}  # Hessian-vector products per eigen-solve (both ends)
+SOLVE_PRODUCTS = {"lanczos": 90, "power": 300}  # Hessian-vector products per eigen-solve (both ends)
 HVP_FORWARDS = 4  # one Hessian-vector product costs about four forward passes
 EXTRA_SOLVES = 30  # trace and spectral-density probes at two checkpoints
 EMBED_PER_RUN = 101  # checkpoints per run given to Isomap (stages.embeddings)
@@ -23,9 +23,11 @@ SURFACE_ELEMENTS = 64e6  # loss_surface keeps one batch of grid points under thi
 FRAME_SECONDS, FRAME_BYTES, GIFS = 0.1, 0.5e6, 3  # one rendered GIF frame (matplotlib 3D); GIFs per run
 PLANE_SECONDS = 0.06  # a plane's own work besides its grid (PCA, projections, caching): --quick's 15 planes, 0.9 s
 FIXED_SECONDS = 20.0  # static figures, HTML pages and summary at any size the bounds allow
-# Measured against training.train and hessian.curvature_along (MLP, n = 1000, h = 32 and 256, one thread):
-OPS_PER_STEP = 300  # one functional_call with backward and an optimiser step costs ~300 tiny torch calls
-AUTOGRAD_SHARE = 0.3  # training and Hessian-vector products reach ~30 % of the matmul rate (elementwise work)
+# Fitted to training.train, loss_surface.evaluate_surface and hessian.curvature_along (MLP, n = 1000,
+# h = 32 to 1024, one thread, two shared cores): estimate / measured between 0.3 and 1.1 per stage.
+OPS_PER_STEP = 200  # one functional_call with backward and an optimiser step costs ~200 tiny torch calls
+AUTOGRAD_SHARE = 0.25  # training and Hessian-vector products reach ~25 % of the matmul rate (elementwise work)
+SURFACE_SHARE = 0.5  # batched surface evaluation reaches ~50 %
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ class _Sizes:
         flops = 2 * self.n * self.D * (grids + path_points)
         batch = max(1, min(4096, SURFACE_ELEMENTS // (self.eval_n * self.D)))  # grid points per evaluation batch
         return Part(4.0 * batch * (self.D + self.eval_n * self.width) + 8.0 * res ** 2 * 4,
-                    self.seconds(flops, grids) + planes * PLANE_SECONDS,
+                    self.seconds(flops, grids, SURFACE_SHARE) + planes * PLANE_SECONDS,
                     ("vis_resolution", "n_samples", "hidden_dim"), ("hidden_dim", "eval_batch_size", "n_samples"))
 
     def curvature(self) -> Part:
@@ -177,8 +179,8 @@ class _Sizes:
         method = cfg.hessian_method if cfg.hessian_method != "auto" else (
             "exact" if self.D <= EXACT_MAX_DIM else "lanczos")
         product = HVP_FORWARDS * 2 * self.n * self.D / AUTOGRAD_SHARE  # one Hessian-vector product, in matmul flops
-        if method == "exact":  # H in closed form (MLP: ~2 n D^2) or from D products, then eigh (~10 D^3)
-            build = 2.0 * self.n * self.D ** 2 if self.cfg.model == "mlp" else self.D * product
+        if method == "exact":  # H in closed form (MLP: ~n D^2) or from D products, then eigh (~10 D^3)
+            build = 1.0 * self.n * self.D ** 2 if self.cfg.model == "mlp" else self.D * product
             per_solve, calls, nbytes = build + 10.0 * self.D ** 3, self.D / 32 * OPS_PER_STEP, 3 * 8.0 * self.D ** 2
             memory_knobs = ("hessian_method", "hidden_dim")  # the (D, D) matrix
         else:
