@@ -157,3 +157,55 @@ def barrier_finding(summary: dict) -> str | None:
                else "a low ridge between them")
     return (f"Between seeds' minima the straight line rises at most {readable(barrier)} above its ends "
             f"({pair}, end losses about {readable(end)}): {verdict}.")
+
+
+def number_tables(summary: dict) -> dict:
+    """The run's main numbers as {section: [(name, text), ...]} for index.html, rounded for reading;
+    a section whose keys are missing is left out (summary.json keeps every digit)."""
+    builders = {"final loss and accuracy": _run_rows, "optimisers": _optimizer_rows, "planes": _plane_rows,
+                "curvature": _curvature_rows, "barriers between minima": _barrier_rows}
+    tables = {}
+    for section, rows_of in builders.items():
+        try:
+            rows = rows_of(summary)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            rows = []  # a stage was skipped: no table rather than a wrong one
+        if rows:
+            tables[section] = rows
+    return tables
+
+
+def _run_rows(summary: dict) -> list:
+    return [(f"{group} {r['label']}", f"loss {readable(r.get('final_loss'))}, accuracy {percent(r.get('final_accuracy'))}"
+             + (" (diverged)" if r.get("diverged") else "")) for group, runs in summary["runs"].items() for r in runs]
+
+
+def _optimizer_rows(summary: dict) -> list:
+    return [(label, f"loss {readable(s.get('initial_loss'))} → {readable(s.get('final_loss'))}, "
+                    f"efficiency {readable(s.get('efficiency'))}") for label, s in summary["optimizers"].items()]
+
+
+def _plane_rows(summary: dict) -> list:
+    rows = []
+    for name, plane in summary["planes"].items():
+        explained = plane.get("explained_variance") or []
+        rows += [(name, "explained " + " + ".join(percent(e) for e in explained))] if explained else []
+        rows += [(f"{name} / {label}", f"residual {percent(r.get('residual_mean'))}, {r.get('drawn', 'surface')}")
+                 for label, r in plane.get("runs", {}).items()]
+    return rows
+
+
+def _curvature_rows(summary: dict) -> list:
+    curvature = summary["curvature"]
+    runs = [(kind, curvature[kind]) for kind in ("mlp", "logistic") if kind in curvature]
+    runs += list((curvature.get("lr_sensitivity") or {}).items())
+    return [(name, f"λmax {readable(c.get('lambda_max_start'))} → {readable(c.get('lambda_max_end'))} "
+                   f"(peak {readable(c.get('lambda_max_peak'))}), λmin lowest "
+                   f"{eigen_text(c.get('lambda_min_lowest'), c.get('lambda_max_peak'))}"
+                   + (f", stability line {readable(c['stability_line'])}" if c.get("stability_line") else ""))
+            for name, c in runs]
+
+
+def _barrier_rows(summary: dict) -> list:
+    return [(pair, f"barrier {readable(c.get('barrier'))}, highest loss {readable(c.get('max_loss'))}")
+            for pair, c in summary["mode_connectivity"].items()]

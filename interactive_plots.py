@@ -323,8 +323,10 @@ def image_size(path: Path):
 
 
 def _collapsed(numbers: dict, config: dict, summary: dict) -> str:
-    """The details a reader opens on purpose: model, numbers (with summary.json), timings, config."""
+    """The details a reader opens on purpose: model, numbers (with summary.json), timings, config.
+    Without numbers of its own the page shows summary.json's, rounded (findings.number_tables)."""
     esc, model, parts = html.escape, summary.get("model"), []
+    numbers = numbers or findings.number_tables(summary)
     if model:
         facts = {"loss": model.get("loss"), "classes": model.get("n_classes"), "parameters": model.get("parameters")}
         parts.append(f"<details><summary>Model: {esc(str(model.get('kind', '')))}</summary>"

@@ -93,3 +93,12 @@ def test_stability_falls_back_to_the_main_run_without_the_lr_study():
 def test_findings_module_draws_nothing():
     source = open(findings.__file__, encoding="utf-8").read()
     assert not any(f"import {name}" in source for name in ("matplotlib", "plotly", "torch", "numpy"))
+
+
+def test_number_tables_round_the_numbers_and_skip_missing_sections():
+    tables = findings.number_tables(summary_a())
+    assert ("mlp seed 0", "loss 0.05, accuracy 98%") in tables["final loss and accuracy"]
+    assert ("optimizers / Adam", "residual 45%, shadow") in tables["planes"]
+    assert any(name == "logistic" and "λmin lowest ≈ 0 (convex)" in text for name, text in tables["curvature"])
+    assert ("seed 0 - seed 1", "barrier 0.4, highest loss 0.46") in tables["barriers between minima"]
+    assert findings.number_tables({"runs": {"mlp": []}}) == {}

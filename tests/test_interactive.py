@@ -162,7 +162,7 @@ def test_the_results_page_leads_with_the_hero_and_findings_and_folds_the_rest(tm
     images = [("mlp_contour.png", "contours"), ("optimizer_comparison.png", "optimisers"), ("mlp_3d.png", "3d")]
     summary = {"model": {"kind": "cnn", "loss": "ce", "n_classes": 10, "parameters": 1234,
                          "description": "CNN(\n  (conv): Conv2d(1, 8, kernel_size=(3, 3))\n)"},
-               "runs": {"mlp": [{"final_loss": 0.25, "final_accuracy": 0.9}]},
+               "runs": {"mlp": [{"label": "seed 0", "final_loss": 0.25, "final_accuracy": 0.9}]},
                "skipped": {"interpolation_1d.png": "needs the logistic model"}, "timings_s": {"training": 2.5}}
     index = ip.index_page(tmp_path / "index.html", "t", "s", images, [], [], {"n": [("x", 1.0)]}, {"epochs": 3},
                           summary=summary)
@@ -175,6 +175,8 @@ def test_the_results_page_leads_with_the_hero_and_findings_and_folds_the_rest(tm
     assert "<figure><a href='mlp_contour.png'" in text
     assert "summary.json" in links_of(index) and "Conv2d(1, 8, kernel_size=(3, 3))" in text
     assert text.count("<details>") == 4 and "<details open" not in text  # model, numbers, timings, config
+    assert "loss 0.25, accuracy 90%" in ip.index_page(tmp_path / "i.html", "t", "s", images, [], [], {}, {},
+                                                      summary=summary).read_text()  # summary's own numbers
     assert "loading=lazy" in text and text.index("loading=lazy") > text.index("src='mlp_3d.png'")
 
 
