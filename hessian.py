@@ -1,18 +1,25 @@
-"""Hessian eigenvalues of the loss: exact, Lanczos and power iteration, along paths and over planes."""
+"""Hessian eigenvalues of the loss: exact, warm-started Lanczos and power iteration, along paths and over planes."""
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.linalg import eigh_tridiagonal
 from torch.func import grad, jvp, vjp, vmap
 from tqdm import tqdm
 
 METHODS = ("auto", "exact", "lanczos", "power")
-EXACT_MAX_DIM = 2000  # "auto" builds the full Hessian up to this many weights
+EXACT_MAX_DIM = 2000  # "auto" builds the full Hessian of a general model up to this many weights
+CLOSED_EXACT_MAX_DIM = 128  # with the closed-form operator, Lanczos beats eigvalsh above this D
 HVP_CHUNK = 32  # identity columns per vmapped batch of HVPs: 32-64 measured fastest at D=385, n=1000
-LANCZOS_TOL = 1e-5  # ARPACK's relative residual; float32 HVPs carry ~1e-7 relative noise
+LANCZOS_TOL = 1e-9  # error bound on each end, relative to max(|λ|, 1e-3 ‖H‖): warm and cold agree to ~1e-8
+LANCZOS_MIN_STEPS = 12  # a Krylov space this small can still miss the true end (misconvergence)
+LANCZOS_MAX_STEPS = 600
+WARM_KEEP = 4  # lowest Ritz vectors carried to the next checkpoint (plus the top one): crossings at the low end
+WARM_NOISE = 0.05  # weight of a seeded random part in a warm start, so no direction is missing from it
 POWER_TOL = 1e-7  # power iteration stops when the Rayleigh quotient moves less than this, relative
 SOLVER_THREADS = 1  # torch threads while solving (see _solver_threads); None keeps torch's own setting
 
@@ -24,6 +31,7 @@ class EigenResult:
     lam_max: float
     method: str  # the method that ran ("auto" resolved)
     hvps: int  # Hessian-vector products: one per power or Lanczos iteration, 0 for the closed form
+    vectors: torch.Tensor | None = field(default=None, repr=False)  # (k, D) Ritz vectors: a warm start
 
 
 @dataclass
@@ -33,6 +41,7 @@ class Curvature:
     lam_max: np.ndarray  # (K,)
     lam_min: np.ndarray  # (K,)
     method: str
+    hvps: np.ndarray | None = None  # (K,) Hessian-vector products per checkpoint
 
 
 class NonFiniteHessian(ArithmeticError):
@@ -70,19 +79,128 @@ def hvp_function(fm, X, y, theta: torch.Tensor):
     return product
 
 
+def operator(fm, X, y, theta: torch.Tensor):
+    """(matvec, dtype) of H(theta): the float64 closed form where the model has one, else autodiff HVPs."""
+    weights = relu_mlp_weights(fm, X, theta)
+    if weights is not None:
+        return _relu_mlp_operator(weights, fm.loss_kind, X, y), torch.float64
+    return hvp_function(fm, X, y, theta), theta.dtype
+
+
+# ---------------------------------------------------------------- closed form of a ReLU MLP
+
+# (d loss / d f, d² loss / d f²) per sample of a scalar output f: the losses the closed form covers
+LOSS_DERIVATIVES = {
+    "bce": lambda f, y: (torch.sigmoid(f) - y, torch.sigmoid(f) * torch.sigmoid(-f)),
+    "mse": lambda f, y: (2 * (f - y), torch.full_like(f, 2.0)),
+}
+_RECOGNISED = weakref.WeakKeyDictionary()  # FlatModel -> whether it computes a ReLU MLP
+
+
+@dataclass
+class ReluMLP:
+    """Weights of f(x) = relu(W [x, 1]) . w2 + b2, in float64: Linear -> ReLU -> Linear(1)."""
+    W: torch.Tensor  # (h, d + 1) first layer, bias as the last column
+    w2: torch.Tensor  # (h,)
+    b2: torch.Tensor  # ()
+
+    @classmethod
+    def from_theta(cls, theta: torch.Tensor, h: int, d: int) -> "ReluMLP":
+        t = theta.double()
+        W = torch.cat([t[:h * d].view(h, d), t[h * d:h * d + h, None]], dim=1)
+        return cls(W, t[h * d + h:h * d + 2 * h], t[-1])
+
+    def logits(self, X: torch.Tensor) -> torch.Tensor:
+        return torch.relu(X @ self.W[:, :-1].T + self.W[:, -1]) @ self.w2 + self.b2
+
+
+def relu_mlp_weights(fm, X, theta) -> ReluMLP | None:
+    """theta as a ReluMLP when fm computes one with a loss of LOSS_DERIVATIVES, else None.
+
+    Recognised by structure, not by class or parameter names: four tensors shaped (h, d), (h,),
+    (1, h), (1,) in that order, whose logits equal the formula at seeded probe weights large enough
+    that a clipped (ReLU6) or leaky unit, a missing bias or a squeezed axis would show.
+    """
+    shapes = [slot.shape for slot in fm.layout]
+    if fm.loss_kind not in LOSS_DERIVATIVES or X.ndim != 2 or len(shapes) != 4 or len(shapes[0]) != 2:
+        return None
+    h, d = shapes[0]
+    if shapes != [(h, d), (h,), (1, h), (1,)] or d != X.shape[1]:
+        return None
+    if fm not in _RECOGNISED:
+        _RECOGNISED[fm] = _computes_relu_mlp(fm, h, d, theta)
+    return ReluMLP.from_theta(theta, h, d) if _RECOGNISED[fm] else None
+
+
+def _computes_relu_mlp(fm, h, d, like) -> bool:
+    generator = torch.Generator().manual_seed(0)
+    probe = 2 * torch.randn(fm.dim, generator=generator, dtype=torch.float64).to(like)
+    Xp = torch.randn(16, d, generator=generator, dtype=torch.float64).to(like)
+    with torch.no_grad():
+        got = fm.logits(probe, Xp)
+    expected = ReluMLP.from_theta(probe, h, d).logits(Xp.double())
+    return got.shape == expected.shape and torch.allclose(got.double(), expected, rtol=1e-4, atol=1e-4)
+
+
+def _relu_mlp_parts(mlp: ReluMLP, kind: str, X, y):
+    """([X, 1] (n, d+1), d f / d z (n, h), relu(z) (n, h), l'' / n (n,), cross term C (h, d+1)).
+
+    H = J^T diag(l''/n) J + (1/n) sum_i l'_i d²f_i. ReLU is piecewise linear, so the only second
+    derivatives of f couple w2_k with its unit's incoming weights: d²f / dw2_k dW_kj = m_k x_j.
+    """
+    Xt = torch.cat([X.double(), torch.ones(len(X), 1, dtype=torch.float64, device=X.device)], dim=1)
+    z = Xt @ mlp.W.T  # (n, h) pre-activations
+    mask = (z > 0).double()
+    first, second = LOSS_DERIVATIVES[kind](torch.relu(z) @ mlp.w2 + mlp.b2, y.double())
+    n = len(X)
+    return Xt, mask * mlp.w2, torch.relu(z), second / n, (first[:, None] * mask).T @ Xt / n
+
+
+def _relu_mlp_operator(mlp: ReluMLP, kind: str, X, y):
+    """v (D,) -> H v in float64 without forming H: two (n, d+1) x (d+1, h) products per call.
+
+    At the default MLP it is exact to rounding and ~3x cheaper than an autodiff HVP.
+    """
+    Xt, wm, act, s, C = _relu_mlp_parts(mlp, kind, X, y)
+    h, d = wm.shape[1], Xt.shape[1] - 1
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        V = torch.cat([v[:h * d].view(h, d), v[h * d:h * d + h, None]], dim=1)  # (h, d+1)
+        u2 = v[h * d + h:h * d + 2 * h]
+        g = s * (((Xt @ V.T) * wm).sum(1) + act @ u2 + v[-1])  # (n,) l'' J v
+        O = (g[:, None] * wm).T @ Xt + C * u2[:, None]  # (h, d+1)
+        return torch.cat([O[:, :d].reshape(-1), O[:, d], act.T @ g + (C * V).sum(1), g.sum()[None]])
+    return matvec
+
+
+def _relu_mlp_matrix(mlp: ReluMLP, kind: str, X, y) -> torch.Tensor:
+    """The full (D, D) Hessian in float64: one (D, n) x (n, D) product instead of D HVPs."""
+    Xt, wm, act, s, C = _relu_mlp_parts(mlp, kind, X, y)
+    n, (h, d) = len(X), (wm.shape[1], Xt.shape[1] - 1)
+    J = torch.cat([(wm[:, :, None] * Xt[:, None, :d]).reshape(n, h * d), wm, act,
+                   torch.ones(n, 1, dtype=Xt.dtype, device=Xt.device)], dim=1)  # (n, D) in layout order
+    H = (J.T * s) @ J
+    units = torch.arange(h, device=X.device)
+    rows = h * d + h + units  # w2_k
+    cols = torch.cat([units[:, None] * d + torch.arange(d, device=X.device), (h * d + units)[:, None]], 1)
+    H[rows[:, None], cols] += C
+    H[cols, rows[:, None]] += C
+    return H
+
+
 # ---------------------------------------------------------------- the full matrix
 
 def hessian_matrix(fm, X, y, theta: torch.Tensor, chunk: int = HVP_CHUNK) -> torch.Tensor:
-    """The full (D, D) Hessian: in closed form for the project's MLP, else from batches of HVPs."""
+    """The full (D, D) Hessian: in closed form for a scalar-output ReLU MLP, else from batches of HVPs."""
     check_theta(fm, theta)
-    if has_closed_form(fm):
-        return _mlp_hessian(fm, X, y, theta)
+    weights = relu_mlp_weights(fm, X, theta)
+    if weights is not None:
+        return _relu_mlp_matrix(weights, fm.loss_kind, X, y).to(theta.dtype)
     return _hvp_hessian(fm, X, y, theta, chunk)
 
 
-def has_closed_form(fm) -> bool:
-    from models import MLP
-    return type(fm.module) is MLP
+def has_closed_form(fm, X, theta) -> bool:
+    return relu_mlp_weights(fm, X, theta) is not None
 
 
 def _hvp_hessian(fm, X, y, theta, chunk=HVP_CHUNK):
@@ -94,41 +212,6 @@ def _hvp_hessian(fm, X, y, theta, chunk=HVP_CHUNK):
     eye = torch.eye(fm.dim, dtype=theta.dtype, device=theta.device)
     H = torch.cat([product(eye[i:i + chunk]) for i in range(0, fm.dim, chunk)])
     return (H + H.T) / 2
-
-
-def _mlp_hessian(fm, X, y, theta):
-    """Closed-form Hessian of mean BCE for Linear -> ReLU -> Linear (exact wherever no
-    pre-activation is exactly 0, i.e. almost everywhere).
-
-    H = (1/n) sum_i s_i J_i^T J_i + (1/n) sum_i r_i d2f_i, with f_i the logit, J_i its gradient,
-    p_i = sigmoid(f_i), s_i = p_i (1 - p_i), r_i = p_i - y_i. ReLU is piecewise linear, so the
-    only second derivatives of f_i couple an output weight w2_k with its unit's incoming
-    weights and bias: d2f / dw2_k dW1_kj = m_ik x_ij and d2f / dw2_k db1_k = m_ik (m = ReLU mask).
-    One (D, n) x (n, D) product replaces D Hessian-vector products: at the default size 9 ms, against
-    150 ms for the vmapped HVPs and 350 ms for torch.func.hessian.
-    """
-    p = fm.unflatten(theta)
-    W1, b1, w2 = p["fc1.weight"], p["fc1.bias"], p["fc2.weight"][0]  # (h, d), (h,), (h,)
-    n, (h, d) = X.shape[0], W1.shape
-    z = X @ W1.T + b1  # (n, h) pre-activations
-    mask = (z > 0).to(X.dtype)
-    prob = torch.sigmoid(torch.relu(z) @ w2 + p["fc2.bias"][0])  # (n,)
-    s, r = prob * (1 - prob), prob - y
-    wm = mask * w2  # (n, h): d f / d z
-    J = torch.cat([(wm[:, :, None] * X[:, None, :]).reshape(n, h * d), wm, torch.relu(z),
-                   torch.ones(n, 1, dtype=X.dtype, device=X.device)], dim=1)  # (n, D) in layout order
-    H = (J.T * s) @ J / n
-    off = {slot.name: slot.offset for slot in fm.layout}
-    units = torch.arange(h, device=X.device)
-    rows = off["fc2.weight"] + units
-    cross_w = (r[:, None] * mask).T @ X / n  # (h, d): sum_i r_i m_ik x_ij / n
-    cross_b = (r[:, None] * mask).sum(0) / n  # (h,)
-    cols_w = off["fc1.weight"] + torch.arange(h * d, device=X.device).view(h, d)
-    H[rows[:, None], cols_w] += cross_w
-    H[cols_w, rows[:, None]] += cross_w
-    H[rows, off["fc1.bias"] + units] += cross_b
-    H[off["fc1.bias"] + units, rows] += cross_b
-    return H
 
 
 @contextlib.contextmanager
@@ -172,25 +255,80 @@ def _finite(matvec):
     return checked
 
 
-def lanczos_extremes(matvec, dim: int, dtype=torch.float32, device="cpu", tol: float = LANCZOS_TOL,
-                     seed: int = 0) -> tuple:
-    """(lambda_min, lambda_max, products used) by ARPACK's implicitly restarted Lanczos (eigsh).
+def lanczos_run(matvec, v0: torch.Tensor, max_steps: int, done=None, check: int = 4):
+    """Lanczos with full reorthogonalisation from v0: (alpha (k,), beta (k,), basis (k, D)).
 
-    Both ends in one run (which="BE", k=2) from a seeded start vector: 5-25% fewer products than
-    one run per end at the default MLP. ARPACK needs dim >= 3.
+    beta[-1] is the norm of the residual after the last step. done(alpha, beta) is asked every
+    `check` steps whether to stop; the run also stops when the Krylov space is invariant.
+    The basis is kept in v0's dtype (float64 for accurate ends); matvec gets vectors in that dtype.
     """
-    from scipy.sparse.linalg import LinearOperator, eigsh
-    count = [0]
+    V = v0.new_zeros(min(max_steps, v0.numel()), v0.numel())  # (k, D)
+    V[0] = v0 / v0.norm()
+    alpha, beta = np.zeros(len(V)), np.zeros(len(V))
+    for k in range(len(V)):
+        w = matvec(V[k]).to(V.dtype)
+        alpha[k] = float(V[k] @ w)
+        for _ in range(2):  # twice is enough (Kahan): the basis stays orthonormal to rounding
+            w = w - V[:k + 1].T @ (V[:k + 1] @ w)
+        beta[k] = float(w.norm())
+        invariant = beta[k] <= 1e-12 * max(np.abs(alpha[:k + 1]).max(), 1e-300)
+        if k + 1 == len(V) or invariant or (done and (k + 1) % check == 0 and done(alpha[:k + 1], beta[:k + 1])):
+            return alpha[:k + 1], beta[:k + 1], V[:k + 1]
+        V[k + 1] = w / beta[k]
 
-    def numpy_matvec(v):
-        count[0] += 1
-        w = matvec(torch.as_tensor(np.ravel(v), dtype=dtype, device=device))
-        return w.detach().cpu().double().numpy()
 
-    op = LinearOperator((dim, dim), matvec=numpy_matvec, dtype=np.float64)
-    v0 = np.random.default_rng(seed).standard_normal(dim)
-    ends = eigsh(op, k=2, which="BE", v0=v0, tol=tol, ncv=min(dim, 20), return_eigenvectors=False)
-    return float(ends.min()), float(ends.max()), count[0]
+def _ends_converged(alpha, beta, tol) -> bool:
+    """Both extreme Ritz values within tol of an eigenvalue (relative to max(|θ|, 1e-3 ‖H‖)).
+
+    The error bound of a Ritz value is min(r, r² / gap) (r its residual, gap to the next Ritz value).
+    """
+    if len(alpha) < LANCZOS_MIN_STEPS:
+        return False
+    theta, S = eigh_tridiagonal(alpha, beta[:-1])
+    residual = beta[-1] * np.abs(S[-1, [0, -1]])
+    gaps = np.array([theta[1] - theta[0], theta[-1] - theta[-2]])
+    scale = max(abs(theta[0]), abs(theta[-1]))
+    errors = np.minimum(residual, residual ** 2 / np.maximum(gaps, 1e-300))
+    return bool((errors <= tol * np.maximum(np.abs(theta[[0, -1]]), 1e-3 * scale)).all())
+
+
+def ritz(alpha, beta, V, columns) -> tuple:
+    """Ritz values (len(columns),) and unit vectors (len(columns), D) of a Lanczos run, ascending order."""
+    theta, S = eigh_tridiagonal(alpha, beta[:-1])
+    S = torch.as_tensor(S[:, columns], dtype=V.dtype, device=V.device)
+    return theta[columns], S.T @ V
+
+
+def start_vector(dim: int, dtype, device, seed: int = 0, warm: torch.Tensor | None = None) -> torch.Tensor:
+    """A seeded Gaussian start, or the sum of warm-start vectors (k, D) plus a little of it."""
+    v = torch.randn(dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    v = (v / v.norm()).to(device=device, dtype=dtype)
+    if warm is None:
+        return v
+    s = warm.to(device=device, dtype=dtype).sum(0)
+    return s / s.norm() + WARM_NOISE * v
+
+
+def lanczos_extremes(matvec, dim: int, dtype=torch.float32, device="cpu", tol: float = LANCZOS_TOL,
+                     seed: int = 0, warm: torch.Tensor | None = None) -> tuple:
+    """(lambda_min, lambda_max, products used) by Lanczos: see lanczos_ends."""
+    return lanczos_ends(matvec, dim, dtype, device, tol, seed, warm)[:3]
+
+
+def lanczos_ends(matvec, dim: int, dtype=torch.float32, device="cpu", tol: float = LANCZOS_TOL,
+                 seed: int = 0, warm: torch.Tensor | None = None, keep: int = WARM_KEEP) -> tuple:
+    """(lambda_min, lambda_max, products used, Ritz vectors for a warm start (keep + 1, D)).
+
+    One Lanczos run for both ends, started from the previous point's Ritz vectors when `warm` is
+    given. The basis is float64 whatever matvec's dtype, so the ends are as accurate as matvec.
+    """
+    v0 = start_vector(dim, torch.float64, device, seed, warm)
+    alpha, beta, V = lanczos_run(lambda v: matvec(v.to(dtype)), v0, LANCZOS_MAX_STEPS,
+                                 lambda a, b: _ends_converged(a, b, tol))
+    k = len(alpha)
+    columns = sorted(set(range(min(keep, k))) | {k - 1})
+    values, vectors = ritz(alpha, beta, V, columns)
+    return float(values[0]), float(values[-1]), k, vectors
 
 
 def power_extremes(matvec, dim: int, dtype=torch.float32, device="cpu", tol: float = POWER_TOL,
@@ -229,12 +367,13 @@ def _power_run(matvec, v, tol, max_iter):
 
 # ---------------------------------------------------------------- public entry points
 
-def resolve_method(method: str, dim: int) -> str:
+def resolve_method(method: str, dim: int, closed: bool = False) -> str:
+    """"auto" -> "exact" while the full matrix is cheaper than Lanczos, else "lanczos"."""
     if method not in METHODS:
         raise ValueError(f"unknown Hessian method {method!r}: expected one of {', '.join(METHODS)}")
     if method == "auto":
-        return "exact" if dim <= EXACT_MAX_DIM else "lanczos"
-    if method == "lanczos" and dim < 4:  # ARPACK needs k=2 < dim - 1
+        return "exact" if dim <= (CLOSED_EXACT_MAX_DIM if closed else EXACT_MAX_DIM) else "lanczos"
+    if method == "lanczos" and dim < 4:  # too small to be worth a Krylov space
         return "exact"
     return method
 
@@ -242,8 +381,8 @@ def resolve_method(method: str, dim: int) -> str:
 def extreme_eigenvalues(fm, X, y, theta: torch.Tensor, method: str = "auto", **kwargs) -> tuple:
     """(lambda_min, lambda_max) of the Hessian of the loss at theta, as floats (NaN if not finite).
 
-    "exact": full Hessian and a symmetric eigen-solver (what "auto" picks while D <= 2000);
-    "lanczos": ARPACK (scipy eigsh) on HVPs, for models too large for the full matrix;
+    "exact": full Hessian and a symmetric eigen-solver (what "auto" picks for small D);
+    "lanczos": Lanczos on Hessian-vector products (float64 closed form for a ReLU MLP), both ends;
     "power": power iteration, then power iteration shifted by the first eigenvalue.
     """
     result = eigen_result(fm, X, y, theta, method, **kwargs)
@@ -251,26 +390,32 @@ def extreme_eigenvalues(fm, X, y, theta: torch.Tensor, method: str = "auto", **k
 
 
 def eigen_result(fm, X, y, theta: torch.Tensor, method: str = "auto", tol: float | None = None,
-                 seed: int = 0) -> EigenResult:
-    """Both ends of the spectrum by the chosen method, with the number of HVPs it took."""
+                 seed: int = 0, warm: torch.Tensor | None = None) -> EigenResult:
+    """Both ends of the spectrum by the chosen method, with the number of HVPs it took.
+
+    warm: Ritz vectors (k, D) of a nearby point (a previous EigenResult.vectors) to start Lanczos from.
+    """
     check_theta(fm, theta)
-    method = resolve_method(method, fm.dim)
+    method = resolve_method(method, fm.dim, has_closed_form(fm, X, theta))
     with _solver_threads():
         try:
-            return _solve(fm, X, y, theta.detach(), method, tol, seed)
+            return _solve(fm, X, y, theta.detach(), method, tol, seed, warm)
         except NonFiniteHessian:
             return EigenResult(float("nan"), float("nan"), method, 0)
 
 
-def _solve(fm, X, y, theta, method, tol, seed) -> EigenResult:
+def _solve(fm, X, y, theta, method, tol, seed, warm) -> EigenResult:
     if method == "exact":
         eig = _symmetric_eigenvalues(hessian_matrix(fm, X, y, theta))
-        return EigenResult(float(eig[0]), float(eig[-1]), method, 0 if has_closed_form(fm) else fm.dim)
-    solve = lanczos_extremes if method == "lanczos" else power_extremes
+        return EigenResult(float(eig[0]), float(eig[-1]), method, 0 if has_closed_form(fm, X, theta) else fm.dim)
+    matvec, dtype = operator(fm, X, y, theta)
     options = {"tol": tol} if tol is not None else {}
-    lam_min, lam_max, count = solve(_finite(hvp_function(fm, X, y, theta)), fm.dim, theta.dtype,
-                                    theta.device, seed=seed, **options)
-    return EigenResult(lam_min, lam_max, method, count)
+    if method == "power":
+        ends = power_extremes(_finite(matvec), fm.dim, dtype, theta.device, seed=seed, **options)
+        return EigenResult(ends[0], ends[1], method, ends[2])
+    lo, hi, count, vectors = lanczos_ends(_finite(matvec), fm.dim, dtype, theta.device, seed=seed,
+                                          warm=warm, **options)
+    return EigenResult(lo, hi, method, count, vectors)
 
 
 def checkpoint_indices(n_checkpoints: int, every: int) -> np.ndarray:
@@ -278,20 +423,29 @@ def checkpoint_indices(n_checkpoints: int, every: int) -> np.ndarray:
     return np.unique(np.r_[np.arange(0, n_checkpoints, max(1, every)), n_checkpoints - 1])
 
 
-def curvature_along(fm, X, y, trajectory, every: int = 1, method: str = "auto",
-                    progress: bool = True) -> Curvature:
-    """lambda_max and lambda_min at every `every`-th checkpoint, the last one always.
+def curvature_along(fm, X, y, trajectory, every: int = 1, method: str = "auto", progress: bool = True,
+                    indices=None, warm_start: bool = True, tol: float | None = None) -> Curvature:
+    """lambda_max and lambda_min at every `every`-th checkpoint (the last one always), or at `indices`.
 
-    trajectory: a training.Trajectory or its params (T, D).
+    trajectory: a training.Trajectory or its params (T, D). Lanczos at each checkpoint starts
+    from the previous one's Ritz vectors (warm_start); it converges far enough that any subset of
+    indices (one rank's share) gives the full run's values to ~1e-8 relative.
     """
     params = getattr(trajectory, "params", trajectory)
     if params.ndim != 2 or params.shape[0] == 0 or params.shape[1] != fm.dim:
         raise ValueError(f"params must be a non-empty (T, {fm.dim}) matrix, got shape {tuple(params.shape)}")
-    indices = checkpoint_indices(len(params), every)
-    ends = [extreme_eigenvalues(fm, X, y, params[i], method)
-            for i in tqdm(indices, desc="curvature", unit="ckpt", leave=False, disable=not progress or None)]
-    lam_min, lam_max = (np.array(v, dtype=float) for v in zip(*ends))
-    return Curvature(indices, lam_max, lam_min, resolve_method(method, fm.dim))
+    indices = checkpoint_indices(len(params), every) if indices is None else np.asarray(indices, dtype=int)
+    if indices.ndim != 1 or ((indices < 0) | (indices >= len(params))).any():
+        raise ValueError(f"indices must be rows of the {len(params)} checkpoints, got {indices.tolist()}")
+    results, warm = [], None
+    for i in tqdm(indices, desc="curvature", unit="ckpt", leave=False, disable=not progress or None):
+        result = eigen_result(fm, X, y, params[i], method, tol=tol, warm=warm)
+        warm = result.vectors if warm_start else None
+        results.append(result)
+    lam_min, lam_max, hvps = (np.array([getattr(r, a) for r in results], dtype=float)
+                              for a in ("lam_min", "lam_max", "hvps"))
+    method = results[0].method if results else resolve_method(method, fm.dim)
+    return Curvature(indices, lam_max, lam_min, method, hvps)
 
 
 def eigen_ratio_map(fm, X, y, plane, alphas, betas, method: str = "auto", progress: bool = True) -> np.ndarray:
@@ -299,10 +453,53 @@ def eigen_ratio_map(fm, X, y, plane, alphas, betas, method: str = "auto", progre
 
     Near 0 the surface is locally convex; large values mean strong negative curvature
     (Li et al. 2018's convexity map). Where lambda_max is 0 the ratio is undefined (NaN).
+    The grid is walked row by row in a snake, so each point warm-starts from a neighbour.
     """
     aa, bb = np.meshgrid(np.asarray(alphas, float), np.asarray(betas, float))  # (B, A)
-    points = plane.points(np.stack([aa.ravel(), bb.ravel()], axis=1))
+    snake = np.arange(aa.size).reshape(aa.shape)
+    snake[1::2] = snake[1::2, ::-1]
+    order = snake.ravel()
+    points = plane.points(np.stack([aa.ravel()[order], bb.ravel()[order]], axis=1))
     curvature = curvature_along(fm, X, y, points, 1, method, progress)
+    lam_min, lam_max = np.empty(aa.size), np.empty(aa.size)
+    lam_min[order], lam_max[order] = curvature.lam_min, curvature.lam_max
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.abs(curvature.lam_min / curvature.lam_max)
-    return np.where(curvature.lam_max != 0, ratio, np.nan).reshape(aa.shape)
+        ratio = np.abs(lam_min / lam_max)
+    return np.where(lam_max != 0, ratio, np.nan).reshape(aa.shape)
+
+
+def top_eigenpairs(fm, X, y, theta: torch.Tensor, k: int = 2, method: str = "auto",
+                   tol: float = LANCZOS_TOL, seed: int = 0) -> tuple:
+    """The k largest (algebraic) eigenvalues (k,) descending and unit eigenvectors (k, D), in theta's dtype.
+
+    Each vector's largest-magnitude entry is positive, so the result is deterministic. "exact" uses
+    the full matrix; "lanczos" runs until the top k Ritz values meet tol.
+    """
+    check_theta(fm, theta)
+    if not 1 <= k <= fm.dim:
+        raise ValueError(f"k must be in [1, {fm.dim}], got {k}")
+    method = resolve_method(method, fm.dim, has_closed_form(fm, X, theta))
+    with _solver_threads():
+        if method == "lanczos" and k < fm.dim - 1:
+            values, vectors = _top_lanczos(fm, X, y, theta.detach(), k, tol, seed)
+        else:
+            values, vectors = torch.linalg.eigh(hessian_matrix(fm, X, y, theta.detach()).double())
+            values, vectors = values.flip(0)[:k].cpu().numpy(), vectors.flip(1)[:, :k].T
+    signs = torch.sign(vectors.gather(1, vectors.abs().argmax(1, keepdim=True)))  # (k, 1)
+    return (torch.as_tensor(values.copy(), dtype=theta.dtype, device=theta.device),
+            (vectors * signs).to(theta.dtype))
+
+
+def _top_lanczos(fm, X, y, theta, k, tol, seed):
+    matvec, dtype = operator(fm, X, y, theta)
+
+    def converged(alpha, beta):
+        if len(alpha) < max(LANCZOS_MIN_STEPS, k + 1):
+            return False
+        values, S = eigh_tridiagonal(alpha, beta[:-1])
+        residual = beta[-1] * np.abs(S[-1, -k:])
+        return bool((residual <= tol ** 0.5 * np.abs(values).max()).all())
+    v0 = start_vector(fm.dim, torch.float64, theta.device, seed)
+    alpha, beta, V = lanczos_run(lambda v: _finite(matvec)(v.to(dtype)), v0, LANCZOS_MAX_STEPS, converged)
+    values, vectors = ritz(alpha, beta, V, list(range(len(alpha) - 1, len(alpha) - 1 - k, -1)))
+    return values, vectors
