@@ -189,6 +189,13 @@ def test_any_argument_list_is_valid_or_one_line(argv):
     _valid_or_one_line(argv)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(FIELD_NAMES), TEXTS), min_size=2, max_size=5), st.booleans())
+def test_any_mix_of_fields_is_valid_or_one_line(pairs, quick):
+    """Several fields at once reach the checks between fields (classes and features, noise and data set)."""
+    _valid_or_one_line(["--quick"] * quick + [f"--{name}={text}" for name, text in pairs])
+
+
 # ---------------------------------------------------------------- no heavy imports
 
 def test_config_imports_no_torch_numpy_or_sklearn():
