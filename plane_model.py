@@ -131,13 +131,16 @@ class PlaneModel:
     def _sweep(self, coords):
         rows = Rows(coords)
         h, c = self.z.shape[2], self.w.shape[2]
-        per_row = self.n * (rows.width + 1) * max(h, 3 * c)
+        per_row = self.n * (8 * h + 3 * c * (h + 2 * rows.width))  # floats of one row's work
         step = max(1, BLOCK_ELEMENTS // per_row)
         for first in range(0, rows.count, step):
             index, b, alphas, uniform = rows.block(first, first + step, self.z)
             logits = self._rows(b, alphas, uniform)  # (R, A, n, C)
             real = index >= 0
-            yield index[real], logits[torch.as_tensor(real, device=logits.device)]
+            if real.all():
+                yield index.reshape(-1), logits.flatten(0, 1)
+            else:
+                yield index[real], logits[torch.as_tensor(real, device=logits.device)]
 
     def _rows(self, b, alphas, uniform):
         """Logits (R, A, n, C) at (alphas[r, j], b[r]): closed form between each pair's ReLU switch.
@@ -145,61 +148,65 @@ class PlaneModel:
         Along a row (fixed b) a pair (sample i, unit k) has pre-activation c + a u, affine in a,
         so it switches at most once, at t = -c/u. While it is on, its share of the logit is
         (c + a u)(wc + a wu): a quadratic in a. The shares of the pairs on at the row's first point
-        come from three matrix products; each later switch adds or removes one quadratic, placed
-        in the bin of the first point past the switch (a histogram) and carried on by a cumulative
-        sum. Exact up to rounding: a pair misplaced by rounding sits at z = 0 within rounding.
+        come from matrix products; a pair that switches adds or removes its quadratic from the
+        first point past t on: a histogram over the row's points, carried on by a cumulative sum.
+        Exact up to rounding: a switch that rounding moves past a point sits at z = 0 there.
         """
         R, A = alphas.shape
         c = torch.addcmul(self.z[0], b[:, None, None], self.z[2])  # (R, n, h) pre-activation at a = 0
-        u = self.z[1].expand_as(c)  # (R, n, h) its slope along a
+        u = self.z[1]  # (n, h) its slope along a
         wc = torch.addcmul(self.w[0], b[:, None, None], self.w[2])  # (R, h, C)
-        wu = self.w[1].expand_as(wc)
-        switch, rising = _switch_bins(c, u, alphas, uniform)  # (R, n, h) bin of the switch, slope >= 0
-        on_first = torch.where(rising, switch == 0, switch > 0).to(c.dtype)  # on at alphas[:, 0]
-        moves = (switch > 0) & (switch < A)  # switches strictly inside the row
-        cs, us = c * on_first, u * on_first
-        base = torch.stack([cs @ wc, cs @ wu + us @ wc, us @ wu], dim=2)  # (R, n, 3, C)
-        hist = self._histogram(c, u, wc, wu, switch, rising, moves, A)  # (R, n, A, 3, C)
-        hist = hist.cumsum_(dim=2).add_(base[:, :, None])
-        bias = torch.addcmul(self.bias[0], b[:, None], self.bias[2])  # (R, C)
-        hist[:, :, :, 0] += bias[:, None, None]
-        hist[:, :, :, 1] += self.bias[1]
+        wu = self.w[1]  # (h, C)
+        first = torch.addcmul(c, alphas[:, :1, None], u)  # (R, n, h) at the row's first point
+        on = (first > 0).to(c.dtype)
+        # +1: off at the first point, on at the last; -1: the reverse; 0: one state all along the row
+        switches = (torch.addcmul(c, alphas[:, -1:, None], u) > 0).to(c.dtype).sub_(on)
+        hist = _histogram(c * switches, u * switches, wc, wu, _switch_bins(c, u, first, alphas, uniform), A)
+        cs, us = c.mul_(on), on.mul_(u)  # (R, n, h): the pairs on at the first point
+        # Bin 0 holds those pairs and the output bias; the cumulative sum carries them on
+        hist[:, :, 0, 0] += torch.baddbmm(torch.addcmul(self.bias[0], b[:, None], self.bias[2])[:, None], cs, wc)
+        hist[:, :, 0, 1] += (cs @ wu).add_(us @ wc).add_(self.bias[1])
+        hist[:, :, 0, 2] += us @ wu
+        hist = hist.cumsum_(dim=2)[:, :, :A]  # (R, n, A, 3, C)
         a = alphas[:, None, :, None]  # (R, 1, A, 1)
-        logits = hist[:, :, :, 0] + a * (hist[:, :, :, 1] + a * hist[:, :, :, 2])  # (R, n, A, C)
-        return logits.transpose(1, 2)  # (R, A, n, C)
-
-    def _histogram(self, c, u, wc, wu, switch, rising, moves, A):
-        """Sum of +-(c wc, c wu + u wc, u wu) of the switching pairs, by (row, sample, bin): (R, n, A, 3, C)."""
-        R, n, h = c.shape
-        r, i, k = moves.nonzero(as_tuple=True)  # (m,) each
-        sign = torch.where(rising[r, i, k], 1.0, -1.0).to(c.dtype)
-        cm, um = (sign * c[r, i, k])[:, None], (sign * u[r, i, k])[:, None]  # (m, 1)
-        wcm, wum = wc[r, k], wu[r, k]  # (m, C)
-        shares = torch.stack([cm * wcm, cm * wum + um * wcm, um * wum], dim=1).flatten(1)  # (m, 3C)
-        slot = (r * n + i) * A + switch[r, i, k]  # (m,) flat (row, sample, bin)
-        size = R * n * A
-        columns = [torch.bincount(slot, shares[:, j], minlength=size) for j in range(shares.shape[1])]
-        return torch.stack(columns, dim=1).to(c.dtype).view(R, n, A, 3, -1)
+        linear = torch.addcmul(hist[:, :, :, 1], a, hist[:, :, :, 2]).transpose(1, 2)  # (R, A, n, C) views
+        out = c.new_empty(R, A, self.n, wc.shape[2])
+        return torch.addcmul(hist[:, :, :, 0].transpose(1, 2), a.transpose(1, 2), linear, out=out)
 
 
-def _switch_bins(c, u, alphas, uniform):
-    """Per pair: the first bin (grid index) where its ReLU state differs from the state before it.
+def _histogram(cm, um, wc, wu, bins, A: int):
+    """Shares (cm wc, cm wu + um wc, um wu) of every pair summed by (row, sample, bin): (R, n, A + 1, 3, C).
 
-    rising pairs (u >= 0) are on from the first alpha > t = -c/u; falling ones are on up to the
-    last alpha < t. u == 0 is rising with t = -inf (always on) or +inf (never on).
+    cm, um (R, n, h) are c, u times +-1 for the pairs that switch inside the row, 0 for the rest.
+    """
+    R, n, h = cm.shape
+    C = wc.shape[2]
+    cm, um, wcr = cm[..., None], um[..., None], wc[:, None]  # (R, n, h, 1), (R, n, h, 1), (R, 1, h, C)
+    shares = torch.stack([cm * wcr, torch.addcmul(cm * wu, um, wcr), um * wu], dim=3)  # (R, n, h, 3, C)
+    # One scatter along the last axis, all 3C columns at once (faster than one scatter per column)
+    slot = bins.mul_(3 * C)[..., None] + torch.arange(3 * C, device=cm.device)  # (R, n, h, 3C)
+    hist = cm.new_zeros(R, n, (A + 1) * 3 * C)  # bin A: switches past the row's last point, dropped
+    hist.scatter_add_(2, slot.view(R, n, -1), shares.view(R, n, -1))
+    return hist.view(R, n, -1, 3, C)
+
+
+def _switch_bins(c, u, first, alphas, uniform):
+    """Per pair, the index of the first alpha past its switch t = -c/u, in [0, A] (A: past the row).
+
+    Only pairs that switch inside the row use it; others get any index in range.
     """
     R, A = alphas.shape
-    rising = u >= 0
-    t = torch.where(u != 0, -c / u, torch.where(c > 0, -torch.inf, torch.inf)).nan_to_num_(nan=torch.inf)
-    if uniform:  # arithmetic progression per row: the bin by arithmetic, not a search
+    if uniform:  # an arithmetic progression per row: the bin by arithmetic, not a search
         step = (alphas[:, 1] - alphas[:, 0]) if A > 1 else torch.ones_like(alphas[:, 0])
-        pos = (t - alphas[:, :1, None]) / step[:, None, None]
-        bins = torch.where(rising, pos.floor() + 1, pos.ceil()).clamp_(0, A)
+        pos = first.div(u * -step[:, None, None])  # (t - alphas[:, 0]) / step
     else:
-        flat = t.view(R, -1)
-        bins = torch.where(rising.view(R, -1), torch.searchsorted(alphas, flat, right=True),
-                           torch.searchsorted(alphas, flat, right=False)).view_as(t)
-    return bins.long(), rising
+        pos = (-c).div_(u)
+    pos = pos.nan_to_num_(nan=0.0, posinf=A, neginf=0.0)
+    if uniform:
+        bins = pos.floor_().add_(1).clamp_(0, A)
+    else:
+        bins = torch.searchsorted(alphas, pos.view(R, -1), right=True).view_as(pos)
+    return bins.long()
 
 
 class Rows:
