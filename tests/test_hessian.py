@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import hessian
+import spectrum
 from models import FlatModel, build_model
 from projection import pca_plane
 from training import OptimizerSpec, train
@@ -14,7 +15,13 @@ from training import OptimizerSpec, train
 
 def as_float64(fm):
     """The same model in float64: the reference every float32 method is held against."""
-    return FlatModel(copy.deepcopy(fm.module).double())
+    return FlatModel(copy.deepcopy(fm.module).double(), loss=fm.loss_kind)
+
+
+def reference_eigh(fm, X, y, theta):
+    """Ascending eigenvalues and eigenvectors of the float64 autodiff Hessian (torch.func.hessian)."""
+    H = torch.func.hessian(as_float64(fm).loss)(theta.double(), X.double(), y.double())
+    return torch.linalg.eigh(H)
 
 
 @pytest.fixture(autouse=True)
@@ -173,3 +180,113 @@ def test_bad_theta_is_a_value_error(tiny_mlp, tiny_data):
         hessian.curvature_along(tiny_mlp, tiny_data.X, tiny_data.y, torch.zeros(3, tiny_mlp.dim - 1))
     with pytest.raises(ValueError, match="unknown Hessian method"):
         hessian.extreme_eigenvalues(tiny_mlp, tiny_data.X, tiny_data.y, tiny_mlp.theta0, "qr")
+
+
+def test_curvature_along_a_subset_of_indices_equals_the_full_warm_started_run(tiny_data):
+    """One rank's share of the checkpoints: same values as the full run, whose warm starts it lacks."""
+    X, y = tiny_data.X, tiny_data.y
+    fm = FlatModel(build_model("mlp", tiny_data.n_features, hidden_dim=40, seed=1))  # D = 241: Lanczos
+    run = train(fm, X, y, OptimizerSpec("gd", "sgd", 0.5), 12)
+    full = hessian.curvature_along(fm, X, y, run.params, progress=False)
+    cold = hessian.curvature_along(fm, X, y, run.params, progress=False, warm_start=False)
+    part = hessian.curvature_along(fm, X, y, run.params, progress=False, indices=[3, 7, 12])
+    assert full.method == "lanczos" and list(part.indices) == [3, 7, 12]
+    assert np.allclose(part.lam_min, full.lam_min[[3, 7, 12]], rtol=1e-6)
+    assert np.allclose(part.lam_max, full.lam_max[[3, 7, 12]], rtol=1e-6)
+    assert np.allclose(cold.lam_min, full.lam_min, rtol=1e-6) and cold.hvps.sum() > full.hvps.sum()
+    for k in (0, 6, 12):
+        values, _ = reference_eigh(fm, X, y, run.params[k])
+        assert (full.lam_min[k], full.lam_max[k]) == pytest.approx((float(values[0]), float(values[-1])), rel=1e-6)
+    with pytest.raises(ValueError, match="indices must be rows"):
+        hessian.curvature_along(fm, X, y, run.params, indices=[13])
+
+
+def test_closed_form_is_found_by_structure_and_only_there(tiny_data):
+    """A user's nn.Sequential spelling of the MLP takes the closed form; a ReLU6 or leaky one does not."""
+    X, y = tiny_data.X, tiny_data.y
+    torch.manual_seed(0)
+    d, h = tiny_data.n_features, 5
+    for act, closed in ((nn.ReLU(), True), (nn.ReLU6(), False), (nn.LeakyReLU(0.1), False)):
+        module = nn.Sequential(nn.Linear(d, h), act, nn.Linear(h, 1), nn.Flatten(0))
+        for loss in ("bce", "mse"):
+            fm = FlatModel(module, loss=loss)
+            theta = 3 * fm.theta0  # pre-activations past 6: a ReLU6 differs from a ReLU here
+            assert hessian.has_closed_form(fm, X, theta) == closed
+            values, _ = reference_eigh(fm, X, y, theta)
+            assert torch.allclose(hessian.hessian_matrix(fm, X, y, theta).double(),
+                                  torch.func.hessian(as_float64(fm).loss)(theta.double(), X.double(), y.double()),
+                                  atol=1e-5)
+            lam_min, lam_max = hessian.extreme_eigenvalues(fm, X, y, theta, "lanczos")
+            assert (lam_min, lam_max) == pytest.approx((float(values[0]), float(values[-1])), rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("method", ["exact", "lanczos", "power"])
+def test_multiclass_cross_entropy_extremes_against_the_float64_hessian(method):
+    generator = torch.Generator().manual_seed(0)
+    X = torch.randn(40, 4, generator=generator)
+    y = torch.randint(0, 3, (40,), generator=generator)
+    fm = FlatModel(build_model("mlp", 4, hidden_dim=4, seed=0, n_classes=3, loss="ce"), loss="ce")
+    run = train(fm, X, y, OptimizerSpec("gd", "sgd", 0.5), 10)
+    assert not hessian.has_closed_form(fm, X, run.final)
+    values, _ = reference_eigh(fm, X, y, run.final)
+    lam_min, lam_max = hessian.extreme_eigenvalues(fm, X, y, run.final, method)
+    rtol = 1e-3 if method == "power" else 1e-4
+    assert lam_max == pytest.approx(float(values[-1]), rel=rtol)
+    assert lam_min == pytest.approx(float(values[0]), abs=rtol * float(values[-1]) * 10)
+
+
+@pytest.mark.parametrize("method", ["exact", "lanczos"])
+def test_top_eigenpairs_are_the_float64_top_eigenvectors(trained_mlp, tiny_data, method):
+    fm, run = trained_mlp
+    X, y = tiny_data.X, tiny_data.y
+    values, vectors = spectrum.top_eigenpairs(fm, X, y, run.final, k=3, method=method)
+    ref_values, ref_vectors = reference_eigh(fm, X, y, run.final)
+    assert values.shape == (3,) and vectors.shape == (3, fm.dim) and vectors.dtype == run.final.dtype
+    assert np.allclose(values.numpy(), ref_values.flip(0)[:3].numpy(), rtol=1e-5)
+    overlap = (vectors.double() @ ref_vectors.flip(1)[:, :3]).abs().diagonal()
+    assert (overlap > 1 - 1e-5).all()
+    assert torch.allclose(vectors.norm(dim=1), torch.ones(3), atol=1e-6)
+
+
+def test_trace_exact_and_hutchinson_against_the_float64_hessian(trained_mlp, tiny_data):
+    fm, run = trained_mlp
+    X, y = tiny_data.X, tiny_data.y
+    values, _ = reference_eigh(fm, X, y, run.final)
+    exact, error = spectrum.trace(fm, X, y, run.final)
+    assert error == 0 and exact == pytest.approx(float(values.sum()), rel=1e-5)
+    estimate, error = spectrum.trace(fm, X, y, run.final, n_probes=400, seed=1, exact=False)
+    assert 0 < error < 0.2 * abs(exact) and abs(estimate - exact) < 4 * error
+    assert spectrum.trace(fm, X, y, run.final, n_probes=400, seed=1, exact=False) == (estimate, error)
+
+
+def test_spectral_density_matches_the_broadened_exact_spectrum(trained_mlp, tiny_data):
+    """With n_steps >= D each probe's quadrature is exact; averaged weights approach 1/D per eigenvalue."""
+    fm, run = trained_mlp
+    X, y = tiny_data.X, tiny_data.y
+    values, _ = reference_eigh(fm, X, y, run.final)
+    lam = values.numpy()
+    sigma = 0.05 * (lam[-1] - lam[0])
+    grid = np.linspace(lam[0] - 6 * sigma, lam[-1] + 6 * sigma, 2001)
+    grid_out, density = spectrum.spectral_density(fm, X, y, run.final, n_probes=100, n_steps=fm.dim,
+                                                  grid=grid, sigma=sigma)
+    reference = np.exp(-0.5 * ((grid[:, None] - lam) / sigma) ** 2).sum(1) / (fm.dim * sigma * np.sqrt(2 * np.pi))
+    step = grid[1] - grid[0]
+    assert np.array_equal(grid_out, grid) and np.sum(density) * step == pytest.approx(1, abs=1e-3)
+    assert np.abs(density - reference).sum() * step < 0.15  # L1 distance between two unit-mass densities
+    assert np.sum(grid * density) * step == pytest.approx(lam.mean(), abs=0.1 * np.abs(lam).max())
+    short_grid, short = spectrum.spectral_density(fm, X, y, run.final, n_probes=20, n_steps=10)
+    assert np.sum(short) * (short_grid[1] - short_grid[0]) == pytest.approx(1, abs=1e-2)
+
+
+def test_spectrum_estimators_are_nan_on_a_non_finite_hessian():
+    class Cusp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(5))
+
+        def forward(self, x):
+            return x[:, 0] * (self.w.abs() ** 1.5).sum()
+    fm = FlatModel(Cusp())
+    X, y, theta = torch.ones(4, 5), torch.zeros(4), torch.zeros(5)
+    assert np.isnan(spectrum.trace(fm, X, y, theta, exact=False)[0])
+    assert np.isnan(spectrum.spectral_density(fm, X, y, theta, n_probes=2, n_steps=3)[1]).all()
