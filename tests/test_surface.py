@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from loss_surface import (LogitTile, PlaneModel, _evaluate_generic, bce_and_accuracy, evaluate_points,
-                          evaluate_surface, grid_for, interpolate_line)
+from loss_surface import _generic_logits, evaluate_points, evaluate_surface, grid_for, interpolate_line
 from models import FlatModel, build_model
+from plane_model import Rows, find_structure
 from projection import Plane, pca_plane, random_plane
 
 
@@ -29,9 +29,18 @@ def loop_oracle(fm, X, y, plane, coords):
             np.array([fm.accuracy(t, X, y).item() for t in thetas], dtype=np.float32))
 
 
-def make_fm(kind, d, dtype=torch.float32):
-    module = Tanh2(d) if kind == "custom" else build_model(kind, d, hidden_dim=6, seed=1)
-    return FlatModel(module.to(dtype))
+def make_fm(kind, d, dtype=torch.float32, loss="bce", **kwargs):
+    module = Tanh2(d) if kind == "custom" else build_model(kind, d, hidden_dim=6, seed=1, n_classes=3, loss=loss)
+    return FlatModel(module.to(dtype), loss=loss, **kwargs)
+
+
+def generic(fm, X, y, plane, coords):
+    """The generic path alone (as for an unrecognised module), summed like evaluate_points."""
+    from models import finish_metric, loss_terms, metric_sum
+    logits = torch.cat([block for _, block in _generic_logits(fm, X, plane, coords, None)])
+    logits = logits if fm.loss_kind == "ce" else logits.flatten(1)
+    return (loss_terms(fm.loss_kind, logits, y).mean(dim=-1).numpy(),
+            finish_metric(fm.loss_kind, metric_sum(fm.loss_kind, logits, y), y).numpy())
 
 
 @pytest.mark.parametrize("kind", ["mlp", "logistic", "custom"])
@@ -60,20 +69,8 @@ def test_grid_centre_is_the_models_own_loss(tiny_run, tiny_mlp, tiny_data):
 
 
 def wide_and_degenerate_coords():
-    """Many scattered points (several tiles, ReLUs switching inside them) and one repeated point."""
+    """Many scattered points (rows of one point each, ReLUs switching) and one repeated point."""
     return np.random.default_rng(0).uniform(-2, 2, size=(700, 2)), np.array([[0.3, -0.2]] * 3)
-
-
-def test_tiles_cover_every_point_once_and_switch_only_where_needed(tiny_data):
-    fm = make_fm("mlp", tiny_data.n_features)
-    model = PlaneModel(fm, tiny_data.X, random_plane(fm.theta0, fm.layout, seed=0))
-    wide, one_point = wide_and_degenerate_coords()
-    order, bounds, tiles = model.tiles(wide)
-    assert len(tiles) > 1 and sorted(order) == list(range(700))
-    assert [start for start, _ in bounds[1:]] == [stop for _, stop in bounds[:-1]] and bounds[-1][1] == 700
-    assert sum(len(tile.rows) for tile in tiles) > 0  # some ReLUs switch: the point-by-point part is used
-    _, _, (tile,) = model.tiles(one_point)
-    assert len(tile.rows) == 0  # a degenerate rectangle: closed form only
 
 
 @pytest.mark.parametrize("kind", ["mlp", "logistic"])
@@ -82,11 +79,10 @@ def test_fast_path_equals_generic_path(kind, tiny_data):
     fm = make_fm(kind, tiny_data.n_features)
     plane = random_plane(fm.theta0, fm.layout, seed=0)
     for coords in wide_and_degenerate_coords():
-        for chunk in (None, 7):  # 7: chunks that end inside tiles
-            fast = evaluate_points(fm, X, y, plane, coords, chunk=chunk)
-            generic = _evaluate_generic(fm, X, y, plane, coords, None)
-            assert np.allclose(fast[0], generic[0].numpy(), rtol=1e-5, atol=0)
-            assert np.array_equal(fast[1], generic[1].numpy())
+        fast = evaluate_points(fm, X, y, plane, coords)
+        slow = generic(fm, X, y, plane, coords)
+        assert np.allclose(fast[0], slow[0], rtol=1e-5, atol=0)
+        assert np.array_equal(fast[1], slow[1])
 
 
 @pytest.mark.parametrize("kind", ["mlp", "logistic"])
@@ -115,26 +111,6 @@ def test_near_and_far_points_together_agree_with_the_loop(kind, tiny_data):
     assert np.array_equal(acc, expected_acc)
 
 
-def test_pairs_left_to_the_closed_form_keep_one_sign_on_their_tile(tiny_data):
-    """Tiny tiles on a ReLU's zero line, far out, where float32 rounding hides the pre-activation."""
-    fm = make_fm("mlp", tiny_data.n_features)
-    model = PlaneModel(fm, tiny_data.X, random_plane(fm.theta0, fm.layout, seed=0))
-    pre = model.pre.double()  # (3, n, h)
-    rng = np.random.default_rng(5)
-    for _ in range(100):
-        r, k = rng.integers(pre.shape[1]), rng.integers(pre.shape[2])
-        a = rng.choice([1e3, 1e5, 1e7]) * rng.choice([-1, 1])
-        on_line = np.array([a, -float(pre[0, r, k] + a * pre[1, r, k]) / float(pre[2, r, k])])
-        half = rng.uniform(0, 1e-3, size=2)
-        tile = LogitTile(model, on_line - half, on_line + half)
-        corners = [(on_line[0] + sa * half[0], on_line[1] + sb * half[1]) for sa in (-1, 1) for sb in (-1, 1)]
-        z = torch.stack([pre[0] + ca * pre[1] + cb * pre[2] for ca, cb in corners])  # (4, n, h) in float64
-        one_sign = ((z > 0).all(dim=0) | (z <= 0).all(dim=0)).view(-1)
-        closed_form = torch.ones_like(one_sign)
-        closed_form[tile.pairs] = False
-        assert one_sign[closed_form].all()
-
-
 def test_evaluate_points_equals_the_loop_in_the_callers_order(tiny_run, tiny_mlp, tiny_data):
     X, y = tiny_data.X, tiny_data.y
     plane = pca_plane(tiny_run.params, tiny_run.final, tiny_mlp.layout)
@@ -146,16 +122,6 @@ def test_evaluate_points_equals_the_loop_in_the_callers_order(tiny_run, tiny_mlp
     assert np.allclose(loss[sample], expected_loss, rtol=1e-5, atol=0)
     assert np.array_equal(acc[sample], expected_acc)
     assert loss[17] == loss[300]
-
-
-def test_bce_and_accuracy_mean_what_torch_means():
-    logits = torch.tensor([[0.0, 3.0], [-2.0, 40.0], [0.5, -40.0], [-1e-3, 0.0]])  # (n=4, K=2), with z = 0
-    y = torch.tensor([1.0, 0.0, 1.0, 0.0])
-    loss, acc = bce_and_accuracy(logits, y)
-    for k in range(2):
-        z = logits[:, k]
-        assert loss[k].item() == pytest.approx(F.binary_cross_entropy_with_logits(z, y).item(), rel=1e-6)
-        assert acc[k].item() == ((z > 0).float() == y).float().mean().item()
 
 
 @pytest.mark.parametrize("kind", ["mlp", "custom"])
@@ -204,3 +170,130 @@ def test_bad_inputs_are_value_errors(tiny_mlp, tiny_data):
         evaluate_surface(tiny_mlp, X, y, plane, [], [0.0])
     loss, acc = evaluate_points(tiny_mlp, X, y, plane, np.zeros((0, 2)))
     assert loss.shape == acc.shape == (0,)
+
+
+class UserMLP(nn.Module):
+    """The user's own spelling of Linear -> ReLU -> Linear: other names, F.relu, a flatten."""
+
+    def __init__(self, d, h, c):
+        super().__init__()
+        self.hidden, self.head = nn.Linear(d, h), nn.Linear(h, c)
+
+    def forward(self, x):
+        return torch.flatten(self.head(F.relu(self.hidden(x))))
+
+
+def test_structure_is_recognised_by_structure_not_by_name(tiny_data):
+    X, d = tiny_data.X, tiny_data.n_features
+    spellings = {"mlp": build_model("mlp", d, 6), "sequential": nn.Sequential(nn.Linear(d, 6), nn.ReLU(), nn.Linear(6, 1)),
+                 "user": UserMLP(d, 6, 1), "logistic": build_model("logistic", d)}
+    kinds = {name: find_structure(FlatModel(m), X) for name, m in spellings.items()}
+    assert {name: k.kind for name, k in kinds.items()} == {"mlp": "relu_linear", "sequential": "relu_linear",
+                                                         "user": "relu_linear", "logistic": "affine"}
+    others = [Tanh2(d), nn.Sequential(nn.Linear(d, 6), nn.Tanh(), nn.Linear(6, 1)),
+              nn.Sequential(nn.Linear(d, 6), nn.ReLU(), nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 1)),
+              nn.Sequential(nn.Linear(d, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 1)),
+              nn.Sequential(nn.Linear(d, 6), nn.LeakyReLU(), nn.Linear(6, 1))]
+    assert [find_structure(FlatModel(m), X) for m in others] == [None] * len(others)
+
+
+@pytest.mark.parametrize("spelling", ["sequential", "user"])
+def test_users_spelling_of_the_mlp_equals_the_loop_and_the_projects_mlp(spelling, tiny_data):
+    X, y = tiny_data.X, tiny_data.y
+    mlp = make_fm("mlp", tiny_data.n_features)
+    d, h = tiny_data.n_features, 6
+    module = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, 1), nn.Flatten(0)) if spelling == "sequential" \
+        else UserMLP(d, h, 1)
+    torch.nn.utils.vector_to_parameters(mlp.theta0, module.parameters())
+    fm = FlatModel(module)
+    plane = random_plane(fm.theta0, fm.layout, seed=4)
+    coords = np.stack([g.ravel() for g in np.meshgrid(np.linspace(-2, 2, 6), np.linspace(-1, 3, 4))], axis=1)
+    loss, acc = evaluate_points(fm, X, y, plane, coords)
+    expected_loss, expected_acc = loop_oracle(fm, X, y, plane, coords)
+    assert np.allclose(loss, expected_loss, rtol=1e-5, atol=0)
+    assert np.array_equal(acc, expected_acc)
+    assert np.array_equal(loss, evaluate_points(mlp, X, y, plane, coords)[0])
+
+
+@pytest.mark.parametrize("kind, loss", [("mlp", "ce"), ("logistic", "ce"), ("mlp", "mse"), ("logistic", "mse"),
+                                        ("custom", "mse")])
+def test_multi_class_and_squared_error_surfaces_equal_the_loop(kind, loss, tiny_data):
+    X = tiny_data.X
+    y = (X[:, 0] > 0).long() + (X[:, 1] > 0).long() if loss == "ce" else X[:, 0] - 2 * X[:, 1] ** 2  # 3 classes
+    fm = make_fm(kind, tiny_data.n_features, loss=loss)
+    plane = random_plane(fm.theta0, fm.layout, seed=2)
+    coords = np.stack([g.ravel() for g in np.meshgrid(np.linspace(-1.5, 1.0, 7), np.linspace(-0.8, 1.2, 5))], 1)
+    loss_values, metric = evaluate_points(fm, X, y, plane, coords)
+    expected_loss, expected_metric = loop_oracle(fm, X, y, plane, coords)
+    assert np.allclose(loss_values, expected_loss, rtol=1e-5, atol=0)
+    if loss == "ce":
+        assert np.array_equal(metric, expected_metric)
+    else:  # R²: 1 - SSE/SST summed in float64 here, in float32 by the loop
+        assert np.allclose(metric, expected_metric, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind, loss", [("mlp", "bce"), ("mlp", "ce"), ("custom", "mse"), ("logistic", "bce")])
+def test_eval_batches_sum_to_the_one_batch_result(kind, loss, tiny_data):
+    X = tiny_data.X
+    y = (X[:, 0] > 0).long() * 2 if loss == "ce" else (tiny_data.y if loss == "bce" else X[:, 1])
+    whole = make_fm(kind, tiny_data.n_features, loss=loss)
+    batched = make_fm(kind, tiny_data.n_features, loss=loss, eval_batch_size=9)  # 64 = 7 x 9 + 1
+    plane = random_plane(whole.theta0, whole.layout, seed=1)
+    coords = np.random.default_rng(3).uniform(-2, 2, size=(40, 2))
+    one, many = evaluate_points(whole, X, y, plane, coords), evaluate_points(batched, X, y, plane, coords)
+    assert np.allclose(many[0], one[0], rtol=1e-6, atol=0)
+    assert np.allclose(many[1], one[1], rtol=1e-6, atol=1e-6)
+
+
+def test_batchnorm_model_uses_its_buffers_and_equals_the_loop(tiny_data):
+    X, y, d = tiny_data.X, tiny_data.y, tiny_data.n_features
+    module = nn.Sequential(nn.Linear(d, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 1), nn.Flatten(0))
+    with torch.no_grad():  # running statistics far from (0, 1): ignoring them would show
+        module[1].running_mean.uniform_(-1, 1)
+        module[1].running_var.uniform_(0.2, 3.0)
+    fm = FlatModel(module)
+    assert find_structure(fm, X) is None
+    plane = random_plane(fm.theta0, fm.layout, seed=0)
+    coords = np.array([[0.0, 0.0], [0.5, -1.0], [-1.2, 0.3]])
+    loss, acc = evaluate_points(fm, X, y, plane, coords)
+    expected_loss, expected_acc = loop_oracle(fm, X, y, plane, coords)
+    assert np.allclose(loss, expected_loss, rtol=1e-5, atol=0)
+    assert np.array_equal(acc, expected_acc)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "logistic", "custom"])
+def test_any_subset_of_a_grid_gives_the_grids_values(kind, tiny_data):
+    """What a rank evaluating some rows, or scattered points, of the grid gets: the same numbers."""
+    X, y = tiny_data.X, tiny_data.y
+    fm = make_fm(kind, tiny_data.n_features)
+    plane = random_plane(fm.theta0, fm.layout, seed=5)
+    grid = np.stack([g.ravel() for g in np.meshgrid(np.linspace(-2, 2, 9), np.linspace(-1, 2, 6))], axis=1)
+    whole = evaluate_points(fm, X, y, plane, grid)
+    rng = np.random.default_rng(0)
+    for subset in (np.arange(18, 36), rng.choice(len(grid), 17, replace=False), np.arange(0, len(grid), 2)):
+        part = evaluate_points(fm, X, y, plane, grid[subset])
+        assert np.allclose(part[0], whole[0][subset], rtol=1e-6, atol=1e-6)
+        assert np.array_equal(part[1], whole[1][subset])
+
+
+def test_rows_group_points_by_b_sorted_by_a_with_padding():
+    coords = np.array([[0.5, 1.0], [0.0, 2.0], [-1.0, 1.0], [0.0, 1.0], [3.0, 2.0], [7.0, 1.0]])
+    rows = Rows(coords)
+    assert rows.count == 2 and rows.width == 4
+    index, b, alphas, uniform = rows.block(0, 2, torch.zeros(1))
+    assert index.tolist() == [[1, 4, -1, -1], [2, 3, 0, 5]]  # the short row first, padded
+    assert b.tolist() == [2.0, 1.0] and not uniform  # -1, 0, 0.5, 7 is not a progression
+    assert alphas[1].tolist() == [-1.0, 0.0, 0.5, 7.0] and alphas[0].tolist()[:2] == [0.0, 3.0]
+    _, _, alphas, uniform = Rows(coords[[1, 4]]).block(0, 1, torch.zeros(1))
+    assert uniform and alphas.tolist() == [[0.0, 3.0]]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_surface_on_cuda_equals_the_cpu(tiny_data):
+    fm_cpu = make_fm("mlp", tiny_data.n_features)
+    fm_gpu = FlatModel(fm_cpu.module, device="cuda")
+    plane = random_plane(fm_cpu.theta0, fm_cpu.layout, seed=0)
+    coords = np.random.default_rng(0).uniform(-2, 2, size=(50, 2))
+    cpu = evaluate_points(fm_cpu, tiny_data.X, tiny_data.y, plane, coords)
+    gpu = evaluate_points(fm_gpu, tiny_data.X, tiny_data.y, plane, coords)
+    assert np.allclose(gpu[0], cpu[0], rtol=1e-5) and np.array_equal(gpu[1], cpu[1])
