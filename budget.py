@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import torch
 
 from config import Config, ConfigError, wants
+from hessian import EXACT_MAX_DIM  # "auto" forms the full Hessian up to this many weights, Lanczos beyond
 
 LIMIT_SECONDS = 600  # a longer run gets a warning line first
 HEADROOM = 0.8  # share of the free memory a run may plan on: Python, matplotlib and the OS need the rest
 BASE_BYTES = 500e6  # the interpreter with torch, numpy, matplotlib and plotly loaded
-EXACT_MAX_DIM = 2000  # hessian.py's "auto": the full Hessian up to this many weights, Lanczos beyond
 SOLVE_PRODUCTS = {"lanczos": 90, "power": 300}  # Hessian-vector products per eigen-solve (both ends)
 HVP_FORWARDS = 4  # one Hessian-vector product costs about four forward passes
 EXTRA_SOLVES = 30  # trace and spectral-density probes at two checkpoints
