@@ -257,7 +257,7 @@ h2 { margin: 28px 0 10px; font-size: 19px; border-bottom: 1px solid #ddd; paddin
 .grid .wide { grid-column: 1 / -1; } .grid { grid-auto-flow: row dense; }  /* squares fill the gaps */
 figure { margin: 0; background: #fff; border: 1px solid #e0e0e0; border-radius: 8px; padding: 10px; }
 figure img { width: 100%; height: auto; display: block; } figcaption { font-size: 13px; color: #444; margin-top: 6px; }
-a, figcaption, li, td, pre { overflow-wrap: anywhere; } .scroll { overflow-x: auto; max-width: 100%; min-width: 0; }
+a, figcaption, li, pre { overflow-wrap: anywhere; } td { overflow-wrap: break-word; } .scroll { overflow-x: auto; max-width: 100%; min-width: 0; }
 table { border-collapse: collapse; background: #fff; margin: 0 24px 16px 0; font-size: 14px; }
 td, th { border: 1px solid #ddd; padding: 4px 10px; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .tables { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 8px 32px; } .tables h3 { margin: 4px 0; font-size: 15px; }
