@@ -6,6 +6,7 @@ import math
 REACHED = 0.9  # λmax within 10% of 2/lr counts as reaching the stability line (it hovers there, Cohen et al.)
 CONVEX_TOL = 1e-4  # |λmin| below this share of λmax is rounding noise: the model reads as convex
 MAX_FINDINGS = 6
+SHADOWS_LISTED = 4  # shadow runs named in the planes finding; the rest are counted
 
 
 def readable(x) -> str:
@@ -53,17 +54,21 @@ def headline_findings(summary: dict) -> list[str]:
     return sentences[:MAX_FINDINGS]
 
 
+def main_key(summary: dict) -> str:
+    """The main model's key in runs, planes and curvature: "mlp", "cnn" or "model" (a user's own module)."""
+    return summary.get("model", {}).get("key", "mlp")
+
+
 def model_name(summary: dict) -> str:
-    """'the MLP', 'the CNN', or 'the model' for a user's own module (group "mlp" holds the main model)."""
-    kind = summary.get("model", {}).get("kind", "mlp")
-    return {"mlp": "the MLP", "cnn": "the CNN"}.get(kind, "the model")
+    """'the MLP', 'the CNN', or 'the model' for a user's own module."""
+    return {"mlp": "the MLP", "cnn": "the CNN"}.get(main_key(summary), "the model")
 
 
 def final_loss_finding(summary: dict) -> str | None:
     """Where the main model and the logistic baseline ended, averaged over seeds."""
     runs = summary["runs"]
     parts = []
-    for kind, name in (("mlp", model_name(summary)), ("logistic", "logistic regression")):
+    for kind, name in ((main_key(summary), model_name(summary)), ("logistic", "logistic regression")):
         finals = [r["final_loss"] for r in runs.get(kind, []) if r.get("final_loss") is not None]
         if finals:
             accs = [r["final_accuracy"] for r in runs[kind] if r.get("final_accuracy") is not None]
@@ -77,7 +82,7 @@ def convexity_finding(summary: dict) -> str | None:
     """λmin of each model: ≈ 0 for a convex model, clearly negative for a non-convex one."""
     curvature = summary["curvature"]
     parts = []
-    for kind, name in (("logistic", "logistic regression"), ("mlp", model_name(summary))):
+    for kind, name in (("logistic", "logistic regression"), (main_key(summary), model_name(summary))):
         c = curvature.get(kind)
         if c and c.get("lambda_min_lowest") is not None:
             text = eigen_text(c["lambda_min_lowest"], c.get("lambda_max_peak"))
@@ -112,7 +117,7 @@ def stability_finding(summary: dict) -> str | None:
     rows = [(c["lr"], c["lambda_max_peak"], c["stability_line"]) for c in runs.values()
             if c.get("stability_line") and c.get("lambda_max_peak") is not None]
     if not rows:
-        c = summary["curvature"]["mlp"]
+        c = summary["curvature"][main_key(summary)]
         if not c.get("stability_line") or c.get("lambda_max_peak") is None:
             return None
         return (f"λmax of {model_name(summary)} peaked at {readable(c['lambda_max_peak'])}, "
@@ -129,19 +134,25 @@ def stability_finding(summary: dict) -> str | None:
 
 
 def plane_finding(summary: dict) -> str | None:
-    """How much of the main path its own plane holds, and which runs of shared planes are only shadows."""
-    planes = summary["planes"]
+    """How far the main path leaves its own plane, and which runs the other planes show only as shadows
+    (a random plane is for sharpness, never for paths: left out)."""
+    planes, main = summary["planes"], main_key(summary)
     parts = []
-    own = planes.get("mlp", {}).get("runs", {})
+    own = planes.get(main, {}).get("runs", {})
     if own:
         worst = max(r["residual_mean"] for r in own.values())
-        parts.append(f"{model_name(summary)}'s path stays within {percent(worst)} of its PCA plane (mean off-plane residual)")
-    shadows = [f"{label} on the {name} plane ({percent(r['residual_mean'])} off)" for name, plane in planes.items()
-               for label, r in plane.get("runs", {}).items() if r.get("drawn") == "shadow"]
+        parts.append(f"{model_name(summary)}'s path lies {percent(worst)} off its PCA plane on average")
+    others = {name: p for name, p in planes.items() if name != main and p.get("kind") != "random"
+              and "random" not in name}
+    shadows = [f"{label} on the {name} plane ({percent(r['residual_mean'])} off"
+               + (", partly" if r.get("drawn") == "partial" else "") + ")"
+               for name, plane in others.items() for label, r in plane.get("runs", {}).items()
+               if r.get("drawn", "surface") != "surface"]
     if shadows:
-        parts.append("off their shared plane, so drawn as dashed shadows: " + ", ".join(shadows))
-    elif any(p.get("runs") for name, p in planes.items() if name != "mlp"):
-        parts.append("every run of the shared planes lies on its plane")
+        more = f" and {len(shadows) - SHADOWS_LISTED} more" if len(shadows) > SHADOWS_LISTED else ""
+        parts.append("drawn as dashed shadows, off their plane: " + ", ".join(shadows[:SHADOWS_LISTED]) + more)
+    elif any(p.get("runs") for p in others.values()):
+        parts.append("every run of the other planes lies on its plane")
     return (parts[0][0].upper() + "; ".join(parts)[1:] + ".") if parts else None
 
 
@@ -197,7 +208,7 @@ def _plane_rows(summary: dict) -> list:
 
 def _curvature_rows(summary: dict) -> list:
     curvature = summary["curvature"]
-    runs = [(kind, curvature[kind]) for kind in ("mlp", "logistic") if kind in curvature]
+    runs = [(kind, curvature[kind]) for kind in (main_key(summary), "logistic") if kind in curvature]
     runs += list((curvature.get("lr_sensitivity") or {}).items())
     return [(name, f"λmax {readable(c.get('lambda_max_start'))} → {readable(c.get('lambda_max_end'))} "
                    f"(peak {readable(c.get('lambda_max_peak'))}), λmin lowest "

@@ -11,7 +11,7 @@ def summary_a() -> dict:
     curv = lambda peak, line, lr: {"lambda_max_peak": peak, "stability_line": line, "lr": lr,  # noqa: E731
                                    "lambda_min_lowest": -0.2}
     return {
-        "model": {"kind": "mlp", "loss": "bce"},
+        "model": {"key": "mlp", "kind": "mlp", "loss": "bce"},
         "runs": {"mlp": [run(0.05, 0.98), run(0.07, 0.96)], "logistic": [run(0.31, 0.88)]},
         "curvature": {"mlp": {"lambda_max_peak": 9.5, "lambda_min_lowest": -0.42, "stability_line": 10.0,
                               "stability_label": "2/lr = 10"},
@@ -54,7 +54,8 @@ def test_findings_state_the_run_numbers():
     assert "logistic regression ≈ 0 (convex)" in text and "the MLP -0.42 (non-convex)" in text
     assert "Adam ended lowest at loss 0.01 by a winding path (efficiency 0.35" in text and "SGD+momentum diverged" in text
     assert "reached the stability line 2/lr at lr 0.5 and stayed below it elsewhere" in text
-    assert "within 3.1% of its PCA plane" in text and "Adam on the optimizers plane (45% off)" in text
+    assert "The MLP's path lies 3.1% off its PCA plane on average" in text
+    assert "Adam on the optimizers plane (45% off)" in text
     assert "rises at most 0.4 above its ends (seed 0 - seed 1" in text and "separate basins" in text
 
 
@@ -70,7 +71,7 @@ def test_findings_change_when_the_numbers_change():
     assert "SGD ended lowest at loss 0.001 by a nearly straight path (efficiency 0.9" in b_text
     assert "stayed below the stability line 2/lr at every learning rate" in b_text
     assert "logistic regression -0.3 (non-convex)" in b_text
-    assert "every run of the shared planes lies on its plane" in b_text and "shadow" not in b_text
+    assert "every run of the other planes lies on its plane" in b_text and "shadow" not in b_text
     assert "linearly connected" in b_text
 
 
@@ -102,3 +103,17 @@ def test_number_tables_round_the_numbers_and_skip_missing_sections():
     assert any(name == "logistic" and "λmin lowest ≈ 0 (convex)" in text for name, text in tables["curvature"])
     assert ("seed 0 - seed 1", "barrier 0.4, highest loss 0.46") in tables["barriers between minima"]
     assert findings.number_tables({"runs": {"mlp": []}}) == {}
+
+
+def test_a_cnn_run_is_read_under_its_own_key_and_random_planes_are_left_out():
+    s = copy.deepcopy(summary_a())
+    s["model"] = {"key": "cnn", "kind": "cnn"}
+    for section in ("runs", "planes", "curvature"):
+        s[section]["cnn"] = s[section].pop("mlp")
+    s["planes"]["plane_choice/random"] = {"kind": "random", "runs": {"seed 0": {"residual_mean": 0.9,
+                                                                               "drawn": "shadow"}}}
+    s["planes"]["plane_choice/filter_pca"] = {"runs": {"seed 0": {"residual_mean": 0.61, "drawn": "partial"}}}
+    text = text_of(s)
+    assert "the CNN to 0.06" in text and "the CNN -0.42 (non-convex)" in text
+    assert "The CNN's path lies 3.1% off its PCA plane" in text
+    assert "seed 0 on the plane_choice/filter_pca plane (61% off, partly)" in text and "random" not in text
