@@ -1,4 +1,4 @@
-"""Hessian eigenvalues on the default MLP: time per checkpoint and error of each method against float64."""
+"""Hessian curvature along paths: both ends by warm-started Lanczos against a PyHessian-style λmax loop."""
 import copy
 import statistics
 import sys
@@ -13,97 +13,103 @@ import torch  # noqa: E402
 import hessian  # noqa: E402
 from data import make_dataset  # noqa: E402
 from models import FlatModel, build_model  # noqa: E402
-from projection import pca_plane  # noqa: E402
+from projection import pca_plane, project  # noqa: E402
 from training import OptimizerSpec, train  # noqa: E402
 
-CHECKPOINTS = (0, 25, 50, 75, 100)  # where each method is timed and held against float64
+REPEATS = 3  # interleaved repeats of each timed method; medians are compared
 
 
-def seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def pyhessian_lambda_max(module, params, X, y, tol=1e-3, max_iter=100, seed=0) -> tuple:
+    """PyHessian's eigenvalues(top_n=1) at each checkpoint: weights loaded into the module, one
+    create_graph backward, then power iteration with one HVP per iteration from a fresh random start,
+    stopping when λ moves less than tol relative. Returns (λmax per checkpoint, HVPs per checkpoint)."""
+    lams, counts = [], []
+    for k, theta in enumerate(params):
+        torch.nn.utils.vector_to_parameters(theta, module.parameters())
+        weights = list(module.parameters())
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(module(X), y)
+        grads = torch.autograd.grad(loss, weights, create_graph=True)
+        generator = torch.Generator().manual_seed(seed + k)
+        v = [torch.randn(w.shape, generator=generator) for w in weights]
+        lam = None
+        for i in range(1, max_iter + 1):
+            norm = torch.sqrt(sum((vi * vi).sum() for vi in v))
+            v = [vi / norm for vi in v]
+            Hv = torch.autograd.grad(grads, weights, grad_outputs=v, retain_graph=True)
+            new = float(sum((h * vi).sum() for h, vi in zip(Hv, v)))
+            v = [h.detach() for h in Hv]
+            if lam is not None and abs(new - lam) / (abs(lam) + 1e-6) < tol:
+                break
+            lam = new
+        lams.append(new)
+        counts.append(i)
+    return np.array(lams), np.array(counts)
 
 
-def float64_reference(fm, X, y, thetas) -> list:
-    """(lambda_min, lambda_max) of the autodiff Hessian in float64: no closed form, no float32."""
-    fm64 = FlatModel(copy.deepcopy(fm.module).double())
-    X64, y64 = X.double(), y.double()
-    eigs = [torch.linalg.eigvalsh(torch.func.hessian(fm64.loss)(t.double(), X64, y64)) for t in thetas]
-    return [(float(e[0]), float(e[-1])) for e in eigs]
-
-
-def exact_from(build):
-    """An eigen-solver from a function theta -> full Hessian."""
-    def solve(fm, X, y, theta):
-        with hessian._solver_threads():
-            eig = torch.linalg.eigvalsh(build(fm, X, y, theta))
-        return hessian.EigenResult(float(eig[0]), float(eig[-1]), "exact", fm.dim)
-    return solve
-
-
-def seed_power(fm, X, y, theta):
-    """The seed's method: power iteration with one fresh jvp-of-grad HVP per iteration."""
-    with hessian._solver_threads():
-        lam_min, lam_max, count = hessian.power_extremes(lambda v: hessian.hvp(fm, X, y, theta, v), fm.dim)
-    return hessian.EigenResult(lam_min, lam_max, "power", count)
-
-
-SOLVERS = {  # name -> fn(fm, X, y, theta) -> EigenResult
-    "power, jvp HVP (seed)": seed_power,
-    "power, linearised HVP": lambda fm, X, y, t: hessian.eigen_result(fm, X, y, t, "power"),
-    "lanczos (ARPACK)": lambda fm, X, y, t: hessian.eigen_result(fm, X, y, t, "lanczos"),
-    "exact, torch.func.hessian": exact_from(lambda fm, X, y, t: torch.func.hessian(fm.loss)(t, X, y)),
-    "exact, vmapped HVPs": exact_from(hessian._hvp_hessian),
-    "exact, closed form (auto)": lambda fm, X, y, t: hessian.eigen_result(fm, X, y, t, "exact"),
-}
-
-
-def time_solvers(fm, X, y, params, reference) -> dict:
-    """Median seconds per checkpoint of each solver, printed with its worst error over CHECKPOINTS."""
-    scale = max(abs(lam_max) for _, lam_max in reference)
-    per_checkpoint = {}
-    print(f"{'method':<27}{'ms/ckpt':>9}{'HVPs':>7}{'λmax rel err':>14}{'λmin err/λmax':>15}{'speed-up':>10}")
-    for name, solve in SOLVERS.items():
-        solve(fm, X, y, params[0])  # warm-up: first-call tracing and allocation
-        times, results = [], []
-        for i in CHECKPOINTS:
+def interleaved(methods: dict, repeats: int = REPEATS) -> dict:
+    """name -> (median seconds, last result); methods run in turn, so machine load hits all alike."""
+    times, results = {name: [] for name in methods}, {}
+    for _ in range(repeats):
+        for name, fn in methods.items():
             start = time.perf_counter()
-            results.append(solve(fm, X, y, params[i]))
-            times.append(time.perf_counter() - start)
-        per_checkpoint[name] = statistics.median(times)
-        err_max = max(abs(r.lam_max - ref[1]) / abs(ref[1]) for r, ref in zip(results, reference))
-        err_min = max(abs(r.lam_min - ref[0]) / scale for r, ref in zip(results, reference))
-        hvps = int(np.median([r.hvps for r in results]))
-        speed_up = per_checkpoint["power, jvp HVP (seed)"] / per_checkpoint[name]
-        print(f"{name:<27}{1e3 * per_checkpoint[name]:9.1f}{hvps:7d}{err_max:14.1e}{err_min:15.1e}{speed_up:9.0f}x")
-    return per_checkpoint
+            results[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), results[name]) for name in methods}
+
+
+def compare_with_pyhessian(hidden: int, repeats: int) -> None:
+    data = make_dataset("classification", 1000, 10, 0.1, seed=0)
+    X, y = data.X, data.y
+    module = build_model("mlp", 10, hidden, seed=0)
+    fm = FlatModel(module)
+    run = train(fm, X, y, OptimizerSpec("sgd", "sgd", 0.05), 100, batch_size=32)
+    twin = copy.deepcopy(module)
+    out = interleaved({
+        "pyhessian": lambda: pyhessian_lambda_max(twin, run.params, X, y),
+        "warm": lambda: hessian.curvature_along(fm, X, y, run.params, progress=False),
+        "cold": lambda: hessian.curvature_along(fm, X, y, run.params, progress=False, warm_start=False),
+    }, repeats)
+    (t_py, (lam_py, n_py)), (t_warm, warm), (t_cold, cold) = out["pyhessian"], out["warm"], out["cold"]
+    print(f"D={fm.dim} ({len(run)} checkpoints, n=1000, method {warm.method}):")
+    print(f"  PyHessian-style λmax only, tol 1e-3: {t_py:6.2f} s, {n_py.mean():5.1f} HVPs/ckpt")
+    print(f"  curvature_along both ends, warm:     {t_warm:6.2f} s, {warm.hvps.mean():5.1f} HVPs/ckpt   "
+          f"ratio project / PyHessian-style = {t_warm / t_py:.2f}")
+    print(f"  curvature_along both ends, cold:     {t_cold:6.2f} s, {cold.hvps.mean():5.1f} HVPs/ckpt   "
+          f"warm start saves {1 - t_warm / t_cold:.0%} time, {1 - warm.hvps.sum() / cold.hvps.sum():.0%} HVPs")
+    print(f"  warm vs cold, max relative difference: λmin {np.max(np.abs(warm.lam_min / cold.lam_min - 1)):.1e}, "
+          f"λmax {np.max(np.abs(warm.lam_max / cold.lam_max - 1)):.1e}; PyHessian λmax vs ours "
+          f"{np.max(np.abs(lam_py / warm.lam_max - 1)):.1e}")
+
+
+def breast_cancer_curvature() -> float:
+    """main.py's curvature stage on --dataset=breast_cancer: the MLP and logistic runs, four
+    learning-rate runs (full batch) and the 11 x 11 |λmin/λmax| map over the MLP's plane."""
+    data = make_dataset("breast_cancer")
+    X, y = data.X, data.y
+    fms = {kind: FlatModel(build_model(kind, data.n_features, 32, seed=0)) for kind in ("mlp", "logistic")}
+    runs = {kind: train(fm, X, y, OptimizerSpec(kind, "sgd", 0.05), 100, batch_size=32) for kind, fm in fms.items()}
+    lr_runs = [train(fms["mlp"], X, y, OptimizerSpec(f"lr {lr}", "sgd", lr), 100) for lr in (0.1, 0.5, 1.0, 2.0)]
+    plane = pca_plane(runs["mlp"].params, runs["mlp"].final, fms["mlp"].layout)
+    coords, _ = project(runs["mlp"].params, plane)
+    alphas, betas = (np.linspace(1.25 * c.min(), 1.25 * c.max(), 11) for c in coords.T)
+    start = time.perf_counter()
+    for kind in ("mlp", "logistic"):
+        hessian.curvature_along(fms[kind], X, y, runs[kind].params, progress=False)
+    for run in lr_runs:
+        hessian.curvature_along(fms["mlp"], X, y, run.params, progress=False)
+    hessian.eigen_ratio_map(fms["mlp"], X, y, plane, alphas, betas, progress=False)
+    seconds = time.perf_counter() - start
+    print(f"breast_cancer curvature stage (D={fms['mlp'].dim}, {sum(len(r) for r in lr_runs) + 2 * 101} "
+          f"checkpoints + 121 map points): {seconds:.2f} s")
+    return seconds
 
 
 def main():
-    data = make_dataset("classification", 1000, 10, 0.1, seed=0)
-    X, y = data.X, data.y
-    fm = FlatModel(build_model("mlp", 10, 32, seed=0))
-    run = train(fm, X, y, OptimizerSpec("gd", "sgd", 0.05), 100)
-    print(f"default MLP: D={fm.dim}, n={len(y)}, {len(run)} checkpoints, torch threads {torch.get_num_threads()}, "
-          f"solver threads {hessian.SOLVER_THREADS}; errors: worst over checkpoints {list(CHECKPOINTS)} "
-          "against the float64 autodiff Hessian")
-    reference = float64_reference(fm, X, y, run.params[list(CHECKPOINTS)])
-    per_checkpoint = time_solvers(fm, X, y, run.params, reference)
-    baseline = per_checkpoint["power, jvp HVP (seed)"]
-
-    along = seconds(lambda: hessian.curvature_along(fm, X, y, run.params, progress=False))
-    print(f"curvature_along, {len(run)} checkpoints: {along:.2f} s "
-          f"(power iteration, seed's: ~{baseline * len(run):.0f} s, {baseline * len(run) / along:.0f}x)")
-    plane = pca_plane(run.params, run.final, fm.layout)
-    grid = np.linspace(-1, 1, 11)
-    ratio_map = seconds(lambda: hessian.eigen_ratio_map(fm, X, y, plane, grid, grid, progress=False))
-    print(f"eigen_ratio_map, 11x11: {ratio_map:.2f} s "
-          f"(power iteration, seed's: ~{baseline * 121:.0f} s, {baseline * 121 / ratio_map:.0f}x)")
-
-    hessian.SOLVER_THREADS = None  # torch's own thread count: why the solvers run on one thread
-    threaded = seconds(lambda: hessian.curvature_along(fm, X, y, run.params, progress=False))
-    print(f"curvature_along with torch's {torch.get_num_threads()} threads instead of 1: {threaded:.2f} s")
+    torch.set_num_threads(1)
+    print(f"torch threads 1; medians of {REPEATS} interleaved repeats (1 at D=3073)")
+    compare_with_pyhessian(32, REPEATS)
+    compare_with_pyhessian(256, 1)
+    breast_cancer_curvature()
 
 
 if __name__ == "__main__":

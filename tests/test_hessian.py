@@ -272,8 +272,8 @@ def test_spectral_density_matches_the_broadened_exact_spectrum(trained_mlp, tiny
     reference = np.exp(-0.5 * ((grid[:, None] - lam) / sigma) ** 2).sum(1) / (fm.dim * sigma * np.sqrt(2 * np.pi))
     step = grid[1] - grid[0]
     assert np.array_equal(grid_out, grid) and np.sum(density) * step == pytest.approx(1, abs=1e-3)
-    assert np.abs(density - reference).sum() * step < 0.15  # L1 distance between two unit-mass densities
-    assert np.sum(grid * density) * step == pytest.approx(lam.mean(), abs=0.1 * np.abs(lam).max())
+    assert np.abs(density - reference).sum() * step < 0.05  # L1 distance between two unit-mass densities
+    assert np.sum(grid * density) * step == pytest.approx(lam.mean(), abs=0.02 * np.abs(lam).max())
     short_grid, short = spectrum.spectral_density(fm, X, y, run.final, n_probes=20, n_steps=10)
     assert np.sum(short) * (short_grid[1] - short_grid[0]) == pytest.approx(1, abs=1e-2)
 
