@@ -6,7 +6,8 @@ import math
 REACHED = 0.9  # λmax within 10% of 2/lr counts as reaching the stability line (it hovers there, Cohen et al.)
 CONVEX_TOL = 1e-4  # |λmin| below this share of λmax is rounding noise: the model reads as convex
 MAX_FINDINGS = 6
-SHADOWS_LISTED = 4  # shadow runs named in the planes finding; the rest are counted
+SHADOWS_LISTED = 3  # planes named in the shadows finding; the rest are counted
+SHARED_PLANES = ("optimizers", "lr_sensitivity")  # planes several runs share: their shadows are named first
 
 
 def readable(x) -> str:
@@ -142,18 +143,27 @@ def plane_finding(summary: dict) -> str | None:
     if own:
         worst = max(r["residual_mean"] for r in own.values())
         parts.append(f"{model_name(summary)}'s path lies {percent(worst)} off its PCA plane on average")
-    others = {name: p for name, p in planes.items() if name != main and p.get("kind") != "random"
+    shared_first = sorted(planes, key=lambda name: name not in SHARED_PLANES)  # the studies' planes lead
+    others = {name: planes[name] for name in shared_first if name != main and planes[name].get("kind") != "random"
               and "random" not in name}
-    shadows = [f"{label} on the {name} plane ({percent(r['residual_mean'])} off"
-               + (", partly" if r.get("drawn") == "partial" else "") + ")"
-               for name, plane in others.items() for label, r in plane.get("runs", {}).items()
-               if r.get("drawn", "surface") != "surface"]
+    shadows = [_shadow_text(name, plane["runs"]) for name, plane in others.items()
+               if any(r.get("drawn", "surface") != "surface" for r in plane.get("runs", {}).values())]
     if shadows:
-        more = f" and {len(shadows) - SHADOWS_LISTED} more" if len(shadows) > SHADOWS_LISTED else ""
-        parts.append("drawn as dashed shadows, off their plane: " + ", ".join(shadows[:SHADOWS_LISTED]) + more)
+        more = f" and {len(shadows) - SHADOWS_LISTED} more planes" if len(shadows) > SHADOWS_LISTED else ""
+        parts.append("off their plane, so drawn as dashed shadows: " + ", ".join(shadows[:SHADOWS_LISTED]) + more)
     elif any(p.get("runs") for p in others.values()):
         parts.append("every run of the other planes lies on its plane")
     return (parts[0][0].upper() + "; ".join(parts)[1:] + ".") if parts else None
+
+
+def _shadow_text(name: str, runs: dict) -> str:
+    """'Adam on the optimizers plane (45% off)' for one shadow, '2 of 3 runs on the optimizers plane' for more."""
+    off = {label: r for label, r in runs.items() if r.get("drawn", "surface") != "surface"}
+    if len(off) > 1:
+        return f"{len(off)} of {len(runs)} runs on the {name} plane"
+    (label, r), = off.items()
+    partly = ", partly" if r.get("drawn") == "partial" else ""
+    return f"{label} on the {name} plane ({percent(r.get('residual_mean'))} off{partly})"
 
 
 def barrier_finding(summary: dict) -> str | None:

@@ -117,3 +117,10 @@ def test_a_cnn_run_is_read_under_its_own_key_and_random_planes_are_left_out():
     assert "the CNN to 0.06" in text and "the CNN -0.42 (non-convex)" in text
     assert "The CNN's path lies 3.1% off its PCA plane" in text
     assert "seed 0 on the plane_choice/filter_pca plane (61% off, partly)" in text and "random" not in text
+
+
+def test_shadows_are_counted_per_plane_when_several_leave_it():
+    s = copy.deepcopy(summary_a())
+    s["planes"]["optimizers"]["runs"]["SGD"]["drawn"] = "partial"
+    text = text_of(s)
+    assert "drawn as dashed shadows: 2 of 2 runs on the optimizers plane" in text
