@@ -164,12 +164,15 @@ def _relu_mlp_operator(mlp: ReluMLP, kind: str, X, y):
     Xt, wm, act, s, C = _relu_mlp_parts(mlp, kind, X, y)
     h, d = wm.shape[1], Xt.shape[1] - 1
 
+    wmT, actT = wm.T.contiguous(), act.T.contiguous()
+
     def matvec(v: torch.Tensor) -> torch.Tensor:
         V = torch.cat([v[:h * d].view(h, d), v[h * d:h * d + h, None]], dim=1)  # (h, d+1)
         u2 = v[h * d + h:h * d + 2 * h]
-        g = s * (((Xt @ V.T) * wm).sum(1) + act @ u2 + v[-1])  # (n,) l'' J v
-        O = (g[:, None] * wm).T @ Xt + C * u2[:, None]  # (h, d+1)
-        return torch.cat([O[:, :d].reshape(-1), O[:, d], act.T @ g + (C * V).sum(1), g.sum()[None]])
+        # sum_k wm_ik (V x_i)_k = x_i . (wm_i V): the elementwise work is (n, d+1), not (n, h)
+        g = s * (((wm @ V) * Xt).sum(1) + act @ u2 + v[-1])  # (n,) l'' J v
+        O = wmT @ (g[:, None] * Xt) + C * u2[:, None]  # (h, d+1)
+        return torch.cat([O[:, :d].reshape(-1), O[:, d], actT @ g + (C * V).sum(1), g.sum()[None]])
     return matvec
 
 
@@ -467,39 +470,3 @@ def eigen_ratio_map(fm, X, y, plane, alphas, betas, method: str = "auto", progre
         ratio = np.abs(lam_min / lam_max)
     return np.where(lam_max != 0, ratio, np.nan).reshape(aa.shape)
 
-
-def top_eigenpairs(fm, X, y, theta: torch.Tensor, k: int = 2, method: str = "auto",
-                   tol: float = LANCZOS_TOL, seed: int = 0) -> tuple:
-    """The k largest (algebraic) eigenvalues (k,) descending and unit eigenvectors (k, D), in theta's dtype.
-
-    Each vector's largest-magnitude entry is positive, so the result is deterministic. "exact" uses
-    the full matrix; "lanczos" runs until the top k Ritz values meet tol.
-    """
-    check_theta(fm, theta)
-    if not 1 <= k <= fm.dim:
-        raise ValueError(f"k must be in [1, {fm.dim}], got {k}")
-    method = resolve_method(method, fm.dim, has_closed_form(fm, X, theta))
-    with _solver_threads():
-        if method == "lanczos" and k < fm.dim - 1:
-            values, vectors = _top_lanczos(fm, X, y, theta.detach(), k, tol, seed)
-        else:
-            values, vectors = torch.linalg.eigh(hessian_matrix(fm, X, y, theta.detach()).double())
-            values, vectors = values.flip(0)[:k].cpu().numpy(), vectors.flip(1)[:, :k].T
-    signs = torch.sign(vectors.gather(1, vectors.abs().argmax(1, keepdim=True)))  # (k, 1)
-    return (torch.as_tensor(values.copy(), dtype=theta.dtype, device=theta.device),
-            (vectors * signs).to(theta.dtype))
-
-
-def _top_lanczos(fm, X, y, theta, k, tol, seed):
-    matvec, dtype = operator(fm, X, y, theta)
-
-    def converged(alpha, beta):
-        if len(alpha) < max(LANCZOS_MIN_STEPS, k + 1):
-            return False
-        values, S = eigh_tridiagonal(alpha, beta[:-1])
-        residual = beta[-1] * np.abs(S[-1, -k:])
-        return bool((residual <= tol ** 0.5 * np.abs(values).max()).all())
-    v0 = start_vector(fm.dim, torch.float64, theta.device, seed)
-    alpha, beta, V = lanczos_run(lambda v: _finite(matvec)(v.to(dtype)), v0, LANCZOS_MAX_STEPS, converged)
-    values, vectors = ritz(alpha, beta, V, list(range(len(alpha) - 1, len(alpha) - 1 - k, -1)))
-    return values, vectors
