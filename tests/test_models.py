@@ -61,6 +61,12 @@ def test_batched_evaluation_equals_one_batch_with_its_gradient(loss):
     t = theta.clone().requires_grad_(True)
     batched.loss(t, X, y).backward()  # plain autograd: the checkpointed path
     assert torch.allclose(t.grad, reference, rtol=1e-10)
+    v = torch.randn(whole.dim, generator=torch.Generator().manual_seed(1), dtype=X.dtype)
+    hvp = torch.func.jvp(lambda p: torch.func.grad(whole.loss)(p, X, y), (theta,), (v,))[1]
+    g, = torch.autograd.grad(batched.loss(t, X, y), t, create_graph=True)  # double backward through it
+    assert torch.allclose(torch.autograd.grad(g @ v, t)[0], hvp, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(torch.func.jvp(lambda p: torch.func.grad(batched.loss)(p, X, y), (theta,), (v,))[1], hvp,
+                          rtol=1e-9, atol=1e-12)
     thetas = theta + 0.05 * torch.randn(4, whole.dim, generator=torch.Generator().manual_seed(0), dtype=X.dtype)
     assert torch.allclose(batched.losses(thetas, X, y, chunk=3), whole.losses(thetas, X, y), rtol=1e-12)
     assert torch.allclose(batched.accuracies(thetas, X, y), whole.accuracies(thetas, X, y), rtol=1e-12)
