@@ -23,7 +23,8 @@ def plot_plane_choice(panels, title, path, loss_name: str = "training loss"):
     """The same path on several planes side by side, each with its own colour bar.
 
     panels: [(surface, PlanePath, panel_title)]; the caller's panel_title names the plane, its mean
-    residual and its surface-vs-recorded gap. Each panel obeys its PlanePath.drawn (a shadow is dashed).
+    residual and its surface-vs-recorded gap. Each panel obeys its PlanePath.drawn ("surface", "shadow"
+    or a (T,) bool mask per checkpoint): dashed where the path is a shadow.
     """
     fig = new_figure("plane_choice")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
@@ -116,7 +117,8 @@ def plot_multi_seed(minima_surface, minima_coords, minima_labels, minima_losses,
     minima_surface: Surface of the three-minima plane; minima_coords (M, 2) their plane coordinates;
     minima_labels, minima_losses (M,) their names and recorded losses; colours (M,) or None.
     lines: [(pair_label, ts (P,), losses (P,), barrier, colour)].
-    seed_panels: [(surface, PlanePath)] one small panel per seed (up to about 10), one colour scale.
+    seed_panels: [(surface, PlanePath)] one small panel per seed (up to about 10), one colour scale; each
+    path dashed where its PlanePath.drawn says it is off its plane.
     """
     fig = new_figure("multi_seed")
     rows = 1 if len(seed_panels) <= 5 else 2

@@ -12,8 +12,8 @@ from matplotlib import colors  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from plot_style import (  # noqa: E402
-    END, draw_background, loss_scale, set_plain_log, contour_levels, draw_path, finish, legend_below, marker_handles, new_figure, nonfinite_note, run_colour,
-    set_plane_axes, shadow_label)
+    END, contour_levels, draw_background, draw_path, finish, legend_below, loss_scale, marker_handles, new_figure,
+    nonfinite_note, run_colour, set_plain_log, set_plane_axes, shadow_label)
 
 
 def plot_curvature(steps, lam_max, lam_min, stability, title, path, losses=None, loss_steps=None,
@@ -91,9 +91,10 @@ def plot_edge_of_stability(runs, title, path):
 
 
 def plot_eigen_ratio(alphas, betas, ratio, path_coords, axis_labels, title, path, surface=None,
-                     drawn: str = "surface", colour: str | None = None):
-    """|λmin / λmax| over a plane grid (ratio[i, j] at (alphas[j], betas[i])) with the path on top
-    (dashed when drawn="shadow").
+                     drawn="surface", colour: str | None = None, steps=None):
+    """|λmin / λmax| over a plane grid (ratio[i, j] at (alphas[j], betas[i])) with the path on top:
+    dashed when drawn="shadow", dashed where False when drawn is a (T,) bool mask (the legend names
+    the epochs, from steps (T,) when given).
 
     axis_labels: plane.axis_labels(). surface (optional): its loss contours, for orientation.
     """
@@ -105,7 +106,8 @@ def plot_eigen_ratio(alphas, betas, ratio, path_coords, axis_labels, title, path
     mesh = ax.pcolormesh(alphas, betas, np.ma.masked_invalid(ratio), cmap=cmap, vmin=0,
                          vmax=top if top > 0 else 1, shading="nearest")
     fig.colorbar(mesh, ax=ax, pad=0.02).set_label("|λmin / λmax|  (near 0: close to convex)")
-    handles = [draw_path(ax, path_coords, colour or run_colour(0), shadow_label("training path", drawn))]
+    label = shadow_label("training path", drawn, steps=steps)
+    handles = [draw_path(ax, path_coords, colour or run_colour(0), label, drawn)]
     if surface is not None:
         levels, is_log = contour_levels(surface.loss, n=10)
         ax.contour(surface.alphas, surface.betas, np.ma.masked_invalid(surface.loss), levels=levels,
@@ -131,7 +133,7 @@ def plot_spectrum(densities, top_surface, title, path, axis_labels=None, top_pat
 
     densities: [(label, grid (G,), density (G,))]; log density axis when it spans many decades.
     top_surface: Surface centred on θ*; axis_labels e.g. ("top eigenvector 1 (λ=12.3)", ...), else
-    the plane's own. top_path: optional PlanePath drawn by its own rule (dashed if a shadow).
+    the plane's own. top_path: optional PlanePath drawn by its own rule (dashed where a shadow).
     """
     fig = new_figure("spectrum")
     dens_ax, plane_ax = fig.subplots(1, 2, width_ratios=[1, 1.05])

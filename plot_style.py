@@ -8,6 +8,8 @@ matplotlib.use("Agg")  # files only: never opens a window, works without a displ
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import colors, patheffects, ticker  # noqa: E402
+from matplotlib.legend import Legend  # noqa: E402
+from matplotlib.legend_handler import HandlerBase  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from outputs import atomic_path  # noqa: E402
@@ -132,12 +134,62 @@ def check_drawn(drawn: str) -> str:
     return drawn
 
 
-def shadow_label(label: str, drawn: str, residual_mean=None, sep: str = " ") -> str:
-    """A shadow run's legend label says so, with how far its checkpoints leave the plane."""
-    if check_drawn(drawn) == "surface":
+def on_mask(drawn, n: int) -> np.ndarray:
+    """(n,) bool, True where a checkpoint is drawn on the surface. drawn: "surface" (all), "shadow"
+    (none), or a bool array or list of n values aligned with the checkpoints (the caller's rule,
+    decided per checkpoint)."""
+    if isinstance(drawn, str):
+        return np.full(n, check_drawn(drawn) == "surface")
+    mask = np.asarray(drawn)
+    mask = mask.astype(bool) if mask.size == 0 else mask  # [] reads as float64
+    if mask.dtype != bool or mask.shape != (n,):
+        raise ValueError(f"drawn must be one of {DRAWN} or a bool array of shape ({n},), "
+                         f"got {mask.dtype} of shape {mask.shape}")
+    return mask
+
+
+def drawn_kind(drawn) -> str:
+    """"surface" (every checkpoint on it), "shadow" (none) or "partial", as summary.json says."""
+    if isinstance(drawn, str):
+        return check_drawn(drawn)
+    mask = np.asarray(drawn, dtype=bool)
+    return "surface" if mask.all() else "shadow" if not mask.any() else "partial"
+
+
+def segments(mask) -> list:
+    """[(start, stop, on)]: the contiguous stretches of equal values of a bool mask (T,), in order;
+    mask[start:stop] are all `on`."""
+    mask = np.asarray(mask, dtype=bool)
+    edges = np.flatnonzero(mask[1:] != mask[:-1]) + 1
+    starts, stops = np.r_[0, edges], np.r_[edges, mask.size]
+    return [(int(a), int(b), bool(mask[a])) for a, b in zip(starts, stops)] if mask.size else []
+
+
+def line_pieces(mask) -> list:
+    """[(lo, hi, on)]: the slices [lo:hi] of a path drawn as one line each. A stretch on the surface is
+    solid; a stretch off it is dashed and takes the joins to its neighbours, so the step between an
+    off and an on checkpoint is dashed too (the surface does not show that step truly)."""
+    n = len(mask)
+    return [(a, b, True) if on else (max(a - 1, 0), min(b + 1, n), False) for a, b, on in segments(mask)]
+
+
+def shadow_label(label: str, drawn, residual_mean=None, sep: str = " ", steps=None) -> str:
+    """A shadow run's legend label says so, with how far its checkpoints leave the plane; a partial run
+    (drawn a bool mask) says which epochs (steps, else checkpoint indices) or what share is dashed."""
+    kind = drawn_kind(drawn)
+    if kind == "surface":
         return label
-    off = "" if residual_mean is None or not np.isfinite(residual_mean) else f"{100 * residual_mean:.0f} % "
-    return f"{label}{sep}(shadow: {off}off plane)"
+    if kind == "shadow":
+        off = "" if residual_mean is None or not np.isfinite(residual_mean) else f"{100 * residual_mean:.0f} % "
+        return f"{label}{sep}(shadow: {off}off plane)"
+    mask, wrap = np.asarray(drawn, dtype=bool), sep if "\n" in sep else " "  # a narrow title wraps once more
+    off = [(a, b) for a, b, on in segments(mask) if not on]
+    if len(off) > 1:
+        return f"{label}{sep}(dashed where off the plane:{wrap}{100 * (~mask).mean():.0f} % of checkpoints)"
+    (a, b), unit = off[0], "checkpoint" if steps is None else "epoch"
+    at = np.arange(len(mask)) if steps is None else np.asarray(steps, dtype=float)
+    span = f"{unit} {at[a]:g}" if b - a == 1 else f"{unit}s {at[a]:g}–{at[b - 1]:g}"
+    return f"{label}{sep}(dashed: shadow,{wrap}{span} off the plane)"
 
 
 def loss_scale(surface_loss, *recorded, cap: float = np.inf):
@@ -229,21 +281,56 @@ def path_style(colour, drawn: str = "surface") -> dict:
     return dict(color=colour, lw=2.2, ls="-", path_effects=WHITE_EDGE)
 
 
-def path_handle(colour, label, drawn: str = "surface"):
-    """Legend entry that looks like the drawn path: its line style, outline and end ★."""
-    return Line2D([], [], **path_style(colour, drawn), marker="*", ms=13, mfc=colour, mec="black", mew=0.8,
-                  label=label)
+def path_handle(colour, label, drawn="surface"):
+    """Legend entry that looks like the drawn path: its line style, outline and end ★; a partial path
+    gets a sample half dashed, half solid (PartialHandle)."""
+    if drawn_kind(drawn) == "partial":
+        return PartialHandle(colour, label, first_on=bool(np.asarray(drawn)[0]))
+    return Line2D([], [], **path_style(colour, drawn_kind(drawn)), marker="*", ms=13, mfc=colour, mec="black",
+                  mew=0.8, label=label)
 
 
-def draw_path(ax, coords, colour, label=None, drawn: str = "surface", zorder: float = 3):
-    """One path with start ○ and end ★ (dashed if a shadow); rows from the first non-finite one on
-    are dropped. Returns its legend handle."""
-    coords = np.asarray(coords, dtype=float)[:finite_prefix(coords)]
-    if len(coords):
-        ax.plot(coords[:, 0], coords[:, 1], **path_style(colour, drawn), zorder=zorder)
+class PartialHandle(Line2D):
+    """Legend entry of a path drawn partly on the surface: dashed, then solid (or the other way round, as
+    the path starts), then its end ★."""
+
+    def __init__(self, colour, label, first_on: bool):
+        super().__init__([], [], color=colour, label=label)
+        self.first_on = first_on
+
+
+class _PartialHandler(HandlerBase):
+    def create_artists(self, legend, handle, xdescent, ydescent, width, height, fontsize, trans):
+        x0, y, colour = -xdescent, height / 2 - ydescent, handle.get_color()
+        halves = ("surface", "shadow") if handle.first_on else ("shadow", "surface")
+        artists = []
+        for k, kind in enumerate(halves):  # finer dashes than on the plot: the sample is short
+            style = dict(path_style(colour, kind), **({"ls": (0, (1.6, 1.2))} if kind == "shadow" else {}))
+            artists.append(Line2D([x0 + k * width / 2, x0 + (k + 1) * width / 2], [y, y], **style))
+        artists.append(Line2D([x0 + width - 4], [y], marker="*", ms=11, mfc=colour, mec="black", mew=0.8, ls="none"))
+        for artist in artists:
+            artist.set_transform(trans)
+        return artists
+
+
+Legend.update_default_handler_map({PartialHandle: _PartialHandler()})
+
+
+def draw_path(ax, coords, colour, label=None, drawn="surface", zorder: float = 3):
+    """One path with start ○ and end ★: solid where drawn says it lies on the surface, dashed elsewhere
+    (drawn: "surface", "shadow" or a (T,) bool mask, see on_mask); rows from the first non-finite one
+    on are dropped. Returns its legend handle."""
+    coords = np.asarray(coords, dtype=float)
+    mask = on_mask(drawn, len(coords))
+    T = finite_prefix(coords)
+    coords = coords[:T]
+    for lo, hi, on in line_pieces(mask[:T]):
+        ax.plot(coords[lo:hi, 0], coords[lo:hi, 1], **path_style(colour, "surface" if on else "shadow"),
+                zorder=zorder)
+    if T:
         ax.plot(*coords[0], **START, zorder=zorder + 2)
         ax.plot(*coords[-1], **END, mfc=colour, zorder=zorder + 3)
-    return path_handle(colour, label, drawn)
+    return path_handle(colour, label, mask)
 
 
 def arrow_scale(surface, arrows, fraction: float = 0.08) -> float:

@@ -12,29 +12,30 @@ from matplotlib import colors, patheffects, ticker  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from plot_style import (  # noqa: E402
-    ARROW_COLOUR, ARROW_HANDLE, CURVE_CAP, END, START, add_colorbar, check_drawn, contour_levels, draw_arrows,
-    draw_background, draw_path, finish, finite_prefix, gap_note, legend_below, loss_label, loss_scale,
-    marker_handles, new_figure, nonfinite_note, path_style, residual_note, run_colour, set_plain_log,
-    set_plane_axes, shadow_label, spread_indices, view_azimuth)
+    ARROW_COLOUR, ARROW_HANDLE, CURVE_CAP, END, START, THIN_WHITE_EDGE, add_colorbar, contour_levels, draw_arrows, draw_background,
+    draw_path, finish, finite_prefix, gap_note, legend_below, line_pieces, loss_label, loss_scale, marker_handles,
+    new_figure, nonfinite_note, on_mask, path_style, residual_note, run_colour, set_plain_log, set_plane_axes,
+    shadow_label, spread_indices, view_azimuth)
 
 
 @dataclass
 class PlanePath:
-    """One run as a figure draws it on a plane: its plane coordinates, its loss curve, and whether the
-    plane holds it (drawn="surface", solid) or it leaves the plane (drawn="shadow", dashed, never on
-    a 3D surface; the legend gives residual_mean)."""
+    """One run as a figure draws it on a plane: its plane coordinates, its loss curve, and where the
+    surface is its loss: drawn="surface" (solid), "shadow" (dashed, never on a 3D surface; the legend
+    gives residual_mean) or a (T,) bool mask per checkpoint (solid where True, dashed elsewhere; the
+    legend says which epochs are dashed)."""
     coords: np.ndarray  # (T, 2) plane coordinates of each checkpoint
     losses: np.ndarray  # (T,) recorded training loss of each checkpoint
     label: str  # from the caller, e.g. "Adam lr=0.05"
     diverged: bool = False  # training stopped at a non-finite loss after the last row
     steps: np.ndarray | None = None  # (T,) epoch of each checkpoint; None = 0, 1, ..., T-1
-    drawn: str = "surface"  # "surface" | "shadow", decided by the caller per (plane, run)
+    drawn: str | np.ndarray = "surface"  # "surface" | "shadow" | (T,) bool, decided by the caller
     colour: str | None = None  # the run's colour in every figure; None = run_colour(its index)
     residual_mean: float | None = None  # mean relative off-plane residual of its checkpoints
     gap_max: float | None = None  # largest |surface - recorded loss| along it
 
     def legend_label(self, sep: str = " ") -> str:
-        return shadow_label(self.label, self.drawn, self.residual_mean, sep)
+        return shadow_label(self.label, self.drawn, self.residual_mean, sep, self.steps)
 
 
 def recorded_cap(runs) -> float:
@@ -46,18 +47,20 @@ def recorded_cap(runs) -> float:
 # ---------------------------------------------------------------- one path on a plane
 
 def plot_surface_3d(surface, path_coords, path_surface_loss, true_losses, arrows, title, path, residual=None,
-                    drawn: str = "surface", colour: str | None = None, loss_name: str = "training loss",
-                    elev: float = 35, azim: float | None = None, n_arrows: int = 6):
-    """3D loss surface with the path ON it (drawn="surface") or as a dashed shadow on the floor
-    (drawn="shadow": its weights leave the plane, so the surface is not its loss).
+                    drawn="surface", colour: str | None = None, loss_name: str = "training loss",
+                    elev: float = 35, azim: float | None = None, n_arrows: int = 6, steps=None):
+    """3D loss surface with the path ON it where the surface is its loss, and as a dashed shadow on
+    the floor elsewhere (its weights leave the plane there, so the surface is not its loss).
 
     path_coords (T, 2) plane coordinates; path_surface_loss (T,) the surface's own value there;
-    true_losses (T,) the recorded losses (legend and notes); arrows (T, 2) or None: descent
-    directions in plane coordinates (gradients.descent_arrows), drawn tangent to the surface with
-    one fixed 3D length. The z axis is log10(loss) when the values span more than LOG_DECADES
-    decades; azim=None looks from the surface's low side (view_azimuth).
+    true_losses (T,) the recorded losses (legend and notes); drawn: "surface", "shadow" or a (T,)
+    bool mask (True: on the surface); steps (T,) epochs for the legend, else checkpoint indices.
+    arrows (T, 2) or None: descent directions in plane coordinates (gradients.descent_arrows),
+    drawn tangent to the surface with one fixed 3D length, only at checkpoints on the surface.
+    The z axis is log10(loss) when the values span more than LOG_DECADES decades; azim=None looks
+    from the surface's low side (view_azimuth).
     """
-    check_drawn(drawn)
+    mask = on_mask(drawn, len(np.asarray(path_coords)))
     colour = colour or run_colour(0)
     fig = new_figure("surface_3d")
     ax = fig.add_subplot(projection="3d", computed_zorder=False)  # draw order as given: path above arrows
@@ -72,26 +75,23 @@ def plot_surface_3d(surface, path_coords, path_surface_loss, true_losses, arrows
 
     aa, bb = np.meshgrid(surface.alphas, surface.betas)  # (B, A): loss[i, j] sits at (alphas[j], betas[i])
     z_grid = z_of(surface.loss)
-    floor = z_of(lo) - (0.35 * (z_of(hi) - z_of(lo)) if drawn == "shadow" else 0.0)
-    if drawn == "shadow":  # a contour map on a floor below the surface: where the shadow path is drawn
+    floor = z_of(lo) - (0.35 * (z_of(hi) - z_of(lo)) if not mask.all() else 0.0)
+    if not mask.all():  # a contour map on a floor below the surface: where the shadow is drawn
         ax.contourf(aa, bb, z_grid, levels=12, zdir="z", offset=floor, cmap="viridis", alpha=0.75, zorder=0)
     sheet = ax.plot_surface(aa, bb, z_grid, cmap="viridis", rstride=1, cstride=1, linewidth=0,
                             antialiased=False, alpha=0.8, zorder=1, vmin=z_of(lo), vmax=z_of(hi))
     T = finite_prefix(path_coords, path_surface_loss, true_losses)
     coords, on_surface = np.asarray(path_coords, float)[:T], np.asarray(path_surface_loss, float)[:T]
-    recorded = recorded_all[:T]
+    recorded, mask = recorded_all[:T], mask[:T]
     if T:
-        if drawn == "surface":
-            z_path = z_of(on_surface) + 0.012 * (z_of(hi) - z_of(lo))  # lifted: visibly above its facets
-            label = f"path on the surface (recorded loss within {np.max(np.abs(on_surface - recorded)):.2g})"
-        else:  # never lifted onto a surface that is not its loss
-            z_path = np.full(T, floor)
-            label = shadow_label("path", drawn, _mean(residual)) + ":\ndrawn on the floor, not on this surface"
-        ax.plot(*coords.T, z_path, **path_style(colour, drawn), zorder=3, label=label)
+        z_lifted = z_of(on_surface) + 0.012 * (z_of(hi) - z_of(lo))  # visibly above its facets
+        z_path = np.where(mask, z_lifted, floor)  # never lifted onto a surface that is not its loss
+        labels = _path_labels_3d(on_surface, recorded, mask, drawn, residual, steps)
+        _draw_path_3d(ax, coords, z_lifted, floor, mask, colour, labels)
         ax.plot(*coords[0], z_path[0], **START, zorder=5, label=f"start: recorded loss {recorded[0]:.4g}")
         ax.plot(*coords[-1], z_path[-1], **END, mfc=colour, zorder=6, label=f"end: recorded loss {recorded[-1]:.4g}")
-        if arrows is not None and _draw_arrows_3d(ax, surface, z_grid if drawn == "surface" else None, coords,
-                                                  np.asarray(arrows, float)[:T], z_path, n_arrows):
+        if arrows is not None and _draw_arrows_3d(ax, surface, z_grid, coords, np.asarray(arrows, float)[:T],
+                                                  z_path, n_arrows, mask):
             ax.plot([], [], **ARROW_HANDLE)
     ax.set_zlim(floor, z_of(hi))
     _style_3d(ax, fig.colorbar(sheet, ax=ax, shrink=0.55, pad=0.1), surface, is_log, lo, hi, loss_name)
@@ -100,6 +100,31 @@ def plot_surface_3d(surface, path_coords, path_surface_loss, true_losses, arrows
     ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
     notes = nonfinite_note(surface.loss, "surface values", "clipped to the largest finite value")
     return finish(fig, notes + gap_note(on_surface, recorded) + residual_note(residual), path)
+
+
+def _path_labels_3d(on_surface, recorded, mask, drawn, residual, steps) -> dict:
+    """{True: label of the solid part, False: label of the dashed part on the floor}."""
+    gap = np.abs(on_surface - recorded)[mask]
+    shadow = drawn if isinstance(drawn, str) else mask
+    steps = None if steps is None else np.asarray(steps)[:len(mask)]
+    joins = "; dotted up to where it joins it" if mask.any() else ""
+    return {True: f"path on the surface (recorded loss within {np.max(gap, initial=0):.2g})",
+            False: f"{shadow_label('path', shadow, _mean(residual), steps=steps)}:\ndrawn on the floor, "
+                   f"not on this surface{joins}"}
+
+
+def _draw_path_3d(ax, coords, z_lifted, floor, mask, colour, labels):
+    """Solid on the surface where mask, dashed on the floor elsewhere; where the path switches, a thin
+    dotted line stands from the floor up to the surface point, so the eye can follow it. Each kind of
+    piece is labelled once."""
+    for lo, hi, on in line_pieces(mask):
+        z = z_lifted[lo:hi] if on else np.full(hi - lo, floor)
+        ax.plot(*coords[lo:hi].T, z, **path_style(colour, "surface" if on else "shadow"), zorder=3,
+                label=labels.pop(on, "_nolegend_"))
+    ends = mask & ~(np.r_[True, mask[:-1]] & np.r_[mask[1:], True])  # on the surface, next to a shadow point
+    for i in np.flatnonzero(ends):
+        ax.plot(*[[c, c] for c in coords[i]], [floor, z_lifted[i]], color=colour, lw=1.4, ls=(0, (1, 1.5)),
+                path_effects=THIN_WHITE_EDGE, zorder=3)
 
 
 def _mean(values):
@@ -112,25 +137,26 @@ BOX_ASPECT = np.array([4.0, 4.0, 3.0])  # matplotlib's default 3D box, in box un
 ARROW_BOX_LENGTH = 0.5  # every 3D arrow is this long in box units (the box is 4 x 4 x 3)
 
 
-def _draw_arrows_3d(ax, surface, z_grid, coords, arrows, z_start, n) -> bool:
+def _draw_arrows_3d(ax, surface, z_grid, coords, arrows, z_start, n, mask) -> bool:
     """Descent arrows tangent to the drawn surface, each ARROW_BOX_LENGTH long in the box: the direction
     in the plane is the arrow's, the height change the surface's own slope along it (finite difference
     of the drawn heights), so a steep wall gives a short steep arrow, never a spike. The heads open
     sideways (matplotlib's 3D quiver opens them vertically: two parallel strokes from above).
-    z_grid None: flat arrows on the floor (a shadow path). Drawn under the path."""
+    Only at checkpoints on the surface (mask): a surface slope under a shadow point would be no
+    slope of its loss. Drawn under the path."""
     from mpl_toolkits.mplot3d.art3d import Line3DCollection
     from scipy.interpolate import RegularGridInterpolator
-    idx = [i for i in spread_indices(coords, n) if np.linalg.norm(arrows[i]) > 0]
+    on = np.flatnonzero(mask)
+    spread = on[spread_indices(coords[on], n)] if on.size else on  # spread along the part on the surface
+    idx = [i for i in spread if np.linalg.norm(arrows[i]) > 0]
     if not idx:
         return False
     p = coords[idx]  # (K, 2)
     spans = np.array([np.ptp(surface.alphas), np.ptp(surface.betas)])
     step = 0.02 * arrows[idx] / np.linalg.norm(arrows[idx] / spans, axis=1, keepdims=True)  # 2 % of the box
-    dz = np.zeros(len(idx))
-    if z_grid is not None:
-        height = RegularGridInterpolator((surface.betas, surface.alphas), z_grid, bounds_error=False, fill_value=None)
-        dz = height((p + step)[:, ::-1]) - height(p[:, ::-1])
-    data_per_box = np.r_[spans, np.ptp(z_grid) if z_grid is not None and np.ptp(z_grid) > 0 else 1.0] / BOX_ASPECT
+    height = RegularGridInterpolator((surface.betas, surface.alphas), z_grid, bounds_error=False, fill_value=None)
+    dz = height((p + step)[:, ::-1]) - height(p[:, ::-1])
+    data_per_box = np.r_[spans, np.ptp(z_grid) if np.ptp(z_grid) > 0 else 1.0] / BOX_ASPECT
     box = np.c_[step, dz] / data_per_box  # (K, 3) in box units
     box *= ARROW_BOX_LENGTH / np.linalg.norm(box, axis=1, keepdims=True)
     side = np.c_[-box[:, 1], box[:, 0], np.zeros(len(idx))]  # horizontal, across the arrow
@@ -164,11 +190,11 @@ def plot_contour(surface, paths, arrows, title, path, residual=None, drawn="surf
                  loss_name: str = "training loss", n_arrows: int = 8):
     """Filled loss contours of a plane with one or more paths (start ○, end ★) and descent arrows.
 
-    paths: list of PlanePath, or of (coords (T, 2), label) which take drawn ("surface" | "shadow",
-    one for all or one per path), colours (one per path or None) and residual (scalar or (T,) array,
+    paths: list of PlanePath, or of (coords (T, 2), label) which take drawn ("surface" | "shadow" |
+    a (T,) bool mask, one for all or one per path), colours (one per path or None) and residual (scalar or (T,) array,
     the legend's "% off plane"). arrows: None, (T, 2) for the first path, or a list with one (T, 2)
     array or None per path: descent directions in plane coordinates, drawn as they are.
-    A shadow path is dashed and its legend entry says "shadow"; the colour scale covers the
+    A shadow path (or the part of one off the surface) is dashed and its legend entry says so; the colour scale covers the
     surface and every PlanePath's recorded loss.
     """
     runs = _as_plane_paths(paths, drawn, colours, residual)
@@ -190,8 +216,11 @@ def plot_contour(surface, paths, arrows, title, path, residual=None, drawn="surf
 
 
 def _as_plane_paths(paths, drawn, colours, residual) -> list:
+    """PlanePaths from (coords, label) tuples. drawn is one for all (a string or a flat bool mask) or a
+    list with one per path (strings or masks)."""
     n = len(paths)
-    drawn = [drawn] * n if isinstance(drawn, str) else list(drawn)
+    one_for_all = isinstance(drawn, str) or all(isinstance(d, (bool, np.bool_)) for d in drawn)
+    drawn = [drawn] * n if one_for_all else list(drawn)
     colours = [None] * n if colours is None else list(colours)
     return [p if isinstance(p, PlanePath) else
             PlanePath(np.asarray(p[0], float), np.zeros(0), p[1], drawn=d, colour=c, residual_mean=_mean(residual))
@@ -205,7 +234,8 @@ def plot_runs(surface, runs, title, path, residual=None, log_curves=None, loss_n
     recorded loss curves: the optimiser and learning-rate figures.
 
     Each run keeps its colour (run.colour, else run_colour(k)) on the plane and on the curves.
-    Surface runs are solid; shadow runs dashed, "(shadow: N % off plane)" in the legend. The colour
+    Surface runs are solid; shadow runs dashed, "(shadow: N % off plane)" in the legend; a partial
+    run (drawn a bool mask) is dashed where off the surface and its legend says which epochs. The colour
     scale covers the surface and every run's recorded loss (not a blow-up's). Each end ★ marks that
     run's final weights; a diverged run ends at ✕ and says so. log_curves: True = log loss axis,
     None = log only when the losses span many decades.
@@ -257,7 +287,7 @@ def _draw_run(plane_ax, curve_ax, run, colour, cap):
     label = run.legend_label()
     if diverged:
         label += f" (diverged after epoch {steps[-1]:g})" if T else " (diverged at once)"
-    handle = draw_path(plane_ax, coords, colour, label, run.drawn)
+    handle = draw_path(plane_ax, coords, colour, label, on_mask(run.drawn, len(run.coords))[:T])
     curve = curve_ax.plot(steps, losses, lw=1.8, color=colour, label=label)[0]
     curve.diverged = diverged
     if diverged and T:
