@@ -246,9 +246,11 @@ def optimizer_race_gif(surface, runs, path, title, n_frames: int = 60, frame_ms:
     heads = [ax.plot([], [], "o", ms=8, color=c, mec="black", animated=True)[0] for c in colours]
     ax.plot(*tracks[0][0][0], "o", ms=9, mfc="white", mec="black")
     handles = race_handles(runs, colours)
-    legend_at, counter_at = _emptiest_corners([c for c, _ in tracks], surface.alphas, surface.betas)[:2]
-    ax.legend(handles=handles, loc=CORNERS[legend_at][0], fontsize=FONT["tick"], framealpha=0.85)
-    counter = ax.text(*CORNERS[counter_at][1], "", ha=CORNERS[counter_at][2], va=CORNERS[counter_at][3],
+    counter_at = _emptiest_corners([c for c, _ in tracks], surface.alphas, surface.betas)[0]
+    # below the axes: long labels ("(shadow: 20 % off plane)") never cover a path or the counter
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=FONT["tick"], frameon=False)
+    anchor, ha, va, _ = CORNERS[counter_at]
+    counter = ax.text(*anchor, "", ha=ha, va=va,
                       transform=ax.transAxes, fontsize=FONT["tick"], family="monospace", animated=True,
                       bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
     fig.canvas.draw()
@@ -263,10 +265,10 @@ def optimizer_race_gif(surface, runs, path, title, n_frames: int = 60, frame_ms:
         for (coords, _), trail, head, j in zip(tracks, trails, heads, row):
             trail.set_data(coords[:j + 1, 0], coords[:j + 1, 1])
             head.set_data(coords[j:j + 1, 0], coords[j:j + 1, 1])
-        for artist in [trails[r] for r in order] + heads:  # every head above every trail
-            ax.draw_artist(artist)
         counter.set_text(_race_counter(i, [run.label for run in runs], [losses for _, losses in tracks], row))
-        ax.draw_artist(counter)
+        # the counter first: a path crossing its corner stays visible; every head above every trail
+        for artist in [counter] + [trails[r] for r in order] + heads:
+            ax.draw_artist(artist)
         frames.append(_grab(fig))
     plt.close(fig)
     return _write_gif(frames, path, frame_ms, start, accents=ACCENTS + colours)
@@ -311,22 +313,22 @@ def _race_background(surface, title, losses, loss_name: str):
     return fig, ax
 
 
-# corner: (legend loc, text anchor in axes fractions, ha, va, centre of the region it covers)
-CORNERS = {"upper right": ("upper right", (0.98, 0.97), "right", "top", (0.8, 0.85)),
-           "upper left": ("upper left", (0.02, 0.97), "left", "top", (0.2, 0.85)),
-           "lower left": ("lower left", (0.02, 0.03), "left", "bottom", (0.2, 0.15)),
-           "lower right": ("lower right", (0.98, 0.03), "right", "bottom", (0.8, 0.15))}
+# corner: (text anchor in axes fractions, ha, va, centre of the region it covers)
+CORNERS = {"upper right": ((0.98, 0.97), "right", "top", (0.8, 0.85)),
+           "upper left": ((0.02, 0.97), "left", "top", (0.2, 0.85)),
+           "lower left": ((0.02, 0.03), "left", "bottom", (0.2, 0.15)),
+           "lower right": ((0.98, 0.03), "right", "bottom", (0.8, 0.15))}
 
 
 def _emptiest_corners(paths, alphas, betas) -> list:
-    """Corner names, fewest path points first: the legend and the counter go where no path runs.
+    """Corner names, fewest path points first: the counter goes where no path runs.
 
     paths: list of (T_r, 2) plane coordinates; a corner region is 40% wide and 30% high.
     """
     pts = np.vstack(paths)  # (sum T_r, 2)
     fx = (pts[:, 0] - alphas[0]) / (alphas[-1] - alphas[0])  # axes fractions
     fy = (pts[:, 1] - betas[0]) / (betas[-1] - betas[0])
-    counts = {name: int(np.sum((np.abs(fx - c[4][0]) < 0.2) & (np.abs(fy - c[4][1]) < 0.15)))
+    counts = {name: int(np.sum((np.abs(fx - c[3][0]) < 0.2) & (np.abs(fy - c[3][1]) < 0.15)))
               for name, c in CORNERS.items()}
     return sorted(CORNERS, key=lambda name: counts[name])  # stable: ties keep the order above
 

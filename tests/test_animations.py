@@ -132,7 +132,7 @@ def test_race_with_runs_of_unequal_length_and_a_non_finite_surface(tmp_path):
     assert has_colour(frames[-1], run_colour(0)) and has_colour(frames[-1], run_colour(1))
 
 
-def test_legend_and_counter_go_to_the_corners_no_path_crosses():
+def test_the_counter_goes_to_the_corner_no_path_crosses():
     axis = np.linspace(0, 1, 5)
     paths = [np.array([[0.1, 0.1], [0.15, 0.12]]), np.array([[0.9, 0.9]])]  # lower left (2 points), upper right
     assert animations._emptiest_corners(paths, axis, axis) == ["upper left", "lower right", "upper right",
