@@ -19,8 +19,12 @@ aten = torch.ops.aten
 RESHAPES = {aten.squeeze.dim, aten.squeeze.default, aten.squeeze.dims, aten.view.default,
             aten._unsafe_view.default, aten.reshape.default, aten.flatten.using_ints}
 RELUS = {aten.relu.default, aten.relu_.default}
-# Most floats in one block of per-row work: 16 MB, bounded memory whatever the grid.
+# Most floats in one block of the affine path: 16 MB, bounded memory whatever the grid.
 BLOCK_ELEMENTS = 2 ** 22
+# Tiles of the Linear -> ReLU -> Linear path: small rectangles of the plane hold few ReLU switches.
+POINTS_PER_TILE = 160
+# Most floats in one tile's per-point block, (n C, K) logits or (m C, K) shares: 4 MB, in cache.
+TILE_ELEMENTS = 2 ** 20
 _structures: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -112,6 +116,8 @@ class PlaneModel:
         if self.kind == "relu_linear":
             self.w = weights[1].transpose(1, 2).contiguous()  # (3, h, C)
             self.bias = biases[1]  # (3, C)
+            self.abs_z = self.z.abs()  # (3, n, h): |zc|, |zu|, |zv|
+            self.z_by_pair = self.z.view(3, -1).T.contiguous()  # (n h, 3): gathers by pair
 
     def logits(self, coords: np.ndarray):
         """Yield (indices into coords, logits (K, n, C)) block by block, covering every point once."""
@@ -129,117 +135,62 @@ class PlaneModel:
             yield np.arange(start, start + len(ab)), (powers @ flat).view(len(ab), self.n, -1)
 
     def _sweep(self, coords):
-        rows = Rows(coords)
-        h, c = self.z.shape[2], self.w.shape[2]
-        per_row = self.n * (8 * h + 3 * c * (h + 2 * rows.width))  # floats of one row's work
-        step = max(1, BLOCK_ELEMENTS // per_row)
-        for first in range(0, rows.count, step):
-            index, b, alphas, uniform = rows.block(first, first + step, self.z)
-            logits = self._rows(b, alphas, uniform)  # (R, A, n, C)
-            real = index >= 0
-            if real.all():
-                yield index.reshape(-1), logits.flatten(0, 1)
-            else:
-                yield index[real], logits[torch.as_tensor(real, device=logits.device)]
-
-    def _rows(self, b, alphas, uniform):
-        """Logits (R, A, n, C) at (alphas[r, j], b[r]): closed form between each pair's ReLU switch.
-
-        Along a row (fixed b) a pair (sample i, unit k) has pre-activation c + a u, affine in a,
-        so it switches at most once, at t = -c/u. While it is on, its share of the logit is
-        (c + a u)(wc + a wu): a quadratic in a. The shares of the pairs on at the row's first point
-        come from matrix products; a pair that switches adds or removes its quadratic from the
-        first point past t on: a histogram over the row's points, carried on by a cumulative sum.
-        Exact up to rounding: a switch that rounding moves past a point sits at z = 0 there.
-        """
-        R, A = alphas.shape
-        c = torch.addcmul(self.z[0], b[:, None, None], self.z[2])  # (R, n, h) pre-activation at a = 0
-        u = self.z[1]  # (n, h) its slope along a
-        wc = torch.addcmul(self.w[0], b[:, None, None], self.w[2])  # (R, h, C)
-        wu = self.w[1]  # (h, C)
-        first = torch.addcmul(c, alphas[:, :1, None], u)  # (R, n, h) at the row's first point
-        on = (first > 0).to(c.dtype)
-        # +1: off at the first point, on at the last; -1: the reverse; 0: one state all along the row
-        switches = (torch.addcmul(c, alphas[:, -1:, None], u) > 0).to(c.dtype).sub_(on)
-        hist = _histogram(c * switches, u * switches, wc, wu, _switch_bins(c, u, first, alphas, uniform), A)
-        cs, us = c.mul_(on), on.mul_(u)  # (R, n, h): the pairs on at the first point
-        # Bin 0 holds those pairs and the output bias; the cumulative sum carries them on
-        hist[:, :, 0, 0] += torch.baddbmm(torch.addcmul(self.bias[0], b[:, None], self.bias[2])[:, None], cs, wc)
-        hist[:, :, 0, 1] += (cs @ wu).add_(us @ wc).add_(self.bias[1])
-        hist[:, :, 0, 2] += us @ wu
-        hist = hist.cumsum_(dim=2)[:, :, :A]  # (R, n, A, 3, C)
-        a = alphas[:, None, :, None]  # (R, 1, A, 1)
-        linear = torch.addcmul(hist[:, :, :, 1], a, hist[:, :, :, 2]).transpose(1, 2)  # (R, A, n, C) views
-        out = c.new_empty(R, A, self.n, wc.shape[2])
-        return torch.addcmul(hist[:, :, :, 0].transpose(1, 2), a.transpose(1, 2), linear, out=out)
+        """Tiles of nearby points (squares of the points' bounding box, about POINTS_PER_TILE each)."""
+        per_axis = max(1, int(np.sqrt(len(coords) / POINTS_PER_TILE)))
+        low, high = coords.min(axis=0), coords.max(axis=0)
+        cell = np.floor((coords - low) / np.where(high > low, high - low, 1.0) * per_axis).clip(0, per_axis - 1)
+        tile_of = cell[:, 0] * per_axis + cell[:, 1]
+        order = np.argsort(tile_of, kind="stable")
+        starts = np.flatnonzero(np.diff(tile_of[order], prepend=-1))
+        for group in np.split(order, starts[1:]):
+            tile = Tile(self, coords[group].min(axis=0), coords[group].max(axis=0))
+            for first in range(0, len(group), tile.chunk):
+                part = group[first:first + tile.chunk]
+                yield part, tile(torch.as_tensor(coords[part], dtype=self.z.dtype, device=self.z.device))
 
 
-def _histogram(cm, um, wc, wu, bins, A: int):
-    """Shares (cm wc, cm wu + um wc, um wu) of every pair summed by (row, sample, bin): (R, n, A + 1, 3, C).
+class Tile:
+    """Linear -> ReLU -> Linear logits at coordinates inside one rectangle, with only the needed work.
 
-    cm, um (R, n, h) are c, u times +-1 for the pairs that switch inside the row, 0 for the rest.
+    A (sample, unit) pair whose pre-activation surely keeps one sign at all four corners of the
+    rectangle (rounding counted) is linear or zero inside it, so the on pairs' shares of the
+    logits add up to one quadratic in (a, b): one matrix product per tile, then 6 numbers per point
+    and output. Only the pairs whose ReLU may switch inside the rectangle are evaluated point by
+    point. Exact up to rounding.
     """
-    R, n, h = cm.shape
-    C = wc.shape[2]
-    cm, um, wcr = cm[..., None], um[..., None], wc[:, None]  # (R, n, h, 1), (R, n, h, 1), (R, 1, h, C)
-    shares = torch.stack([cm * wcr, torch.addcmul(cm * wu, um, wcr), um * wu], dim=3)  # (R, n, h, 3, C)
-    # One scatter along the last axis, all 3C columns at once (faster than one scatter per column)
-    slot = bins.mul_(3 * C)[..., None] + torch.arange(3 * C, device=cm.device)  # (R, n, h, 3C)
-    hist = cm.new_zeros(R, n, (A + 1) * 3 * C)  # bin A: switches past the row's last point, dropped
-    hist.scatter_add_(2, slot.view(R, n, -1), shares.view(R, n, -1))
-    return hist.view(R, n, -1, 3, C)
 
+    def __init__(self, model: PlaneModel, low, high):
+        z, abs_z, w = model.z, model.abs_z, model.w  # (3, n, h), (3, n, h), (3, h, C)
+        n, h, C = z.shape[1], z.shape[2], w.shape[2]
+        centre = z.new_tensor([1.0, *((low + high) / 2)])
+        half = z.new_tensor((high - low) / 2)
+        middle = torch.tensordot(centre, z, dims=1)  # (n, h): pre-activations at the centre
+        bound = torch.tensordot(half, abs_z[1:], dims=1)  # how far they move inside the rectangle
+        # Plus what rounding may hide: middle cancels terms as large as |zc| + |a0 zu| + |b0 zv|
+        bound += 4 * torch.finfo(z.dtype).eps * torch.tensordot(centre.abs(), abs_z, dims=1)
+        on = (middle > bound).to(z.dtype)  # surely positive: the ReLU is the identity
+        # P[x, :, y] = (z_x * on) @ w_y for x, y in (centre, u, v): one (3n, h) x (h, 3C) product
+        P = ((z * on).view(3 * n, h) @ w.transpose(0, 1).reshape(h, 3 * C)).view(3, n, 3, C)
+        quadratic = torch.stack([P[0, :, 0], P[0, :, 1] + P[1, :, 0], P[0, :, 2] + P[2, :, 0],
+                                 P[1, :, 1], P[2, :, 2], P[1, :, 2] + P[2, :, 1]])  # (6, n, C): 1 a b a² b² ab
+        quadratic[:3] += model.bias[:, None]  # the output bias is affine in (a, b) too
+        self.quadratic = quadratic.view(6, n * C).T  # (n C, 6)
+        self.pairs = (middle.abs() <= bound).view(-1).nonzero().squeeze(1)  # (m,) sample * h + unit
+        self.rows, units = self.pairs // h, self.pairs % h  # where the sign may change
+        self.switching_z = model.z_by_pair.index_select(0, self.pairs)  # (m, 3)
+        self.switching_w = w.index_select(1, units).permute(1, 2, 0).reshape(-1, 3)  # (m C, 3)
+        self.n, self.C = n, C
+        self.chunk = max(1, TILE_ELEMENTS // (max(len(self.rows), n) * C))
 
-def _switch_bins(c, u, first, alphas, uniform):
-    """Per pair, the index of the first alpha past its switch t = -c/u, in [0, A] (A: past the row).
-
-    Only pairs that switch inside the row use it; others get any index in range.
-    """
-    R, A = alphas.shape
-    if uniform:  # an arithmetic progression per row: the bin by arithmetic, not a search
-        step = (alphas[:, 1] - alphas[:, 0]) if A > 1 else torch.ones_like(alphas[:, 0])
-        pos = first.div(u * -step[:, None, None])  # (t - alphas[:, 0]) / step
-    else:
-        pos = (-c).div_(u)
-    pos = pos.nan_to_num_(nan=0.0, posinf=A, neginf=0.0)
-    if uniform:
-        bins = pos.floor_().add_(1).clamp_(0, A)
-    else:
-        bins = torch.searchsorted(alphas, pos.view(R, -1), right=True).view_as(pos)
-    return bins.long()
-
-
-class Rows:
-    """Points grouped into rows of equal b, sorted by a, padded to one width; rows of similar length together."""
-
-    def __init__(self, coords: np.ndarray):
-        self.coords = coords
-        _, row_of = np.unique(coords[:, 1], return_inverse=True)
-        order = np.lexsort((coords[:, 0], row_of))  # by row, then by a
-        starts = np.flatnonzero(np.diff(row_of[order], prepend=-1))
-        groups = np.split(order, starts[1:])
-        self.groups = sorted(groups, key=len)  # similar lengths share a block: little padding
-        self.count = len(groups)
-        self.width = max(len(g) for g in groups)
-
-    def block(self, first: int, last: int, like: torch.Tensor):
-        """(index (R, A) into coords, -1 in padding; b (R,); alphas (R, A); uniform) for rows first:last."""
-        groups = self.groups[first:last]
-        A = max(len(g) for g in groups)
-        index = np.full((len(groups), A), -1)
-        alphas = np.empty((len(groups), A))
-        uniform = True
-        for r, g in enumerate(groups):
-            index[r, :len(g)] = g
-            a = self.coords[g, 0]
-            gaps = np.diff(a)
-            scale = 64 * np.finfo(float).eps * max(np.abs(a).max(), 1e-300)
-            regular = len(a) < 2 or (gaps[0] > 0 and np.abs(gaps - gaps[0]).max() <= scale)
-            step = gaps[0] if len(a) > 1 else 1.0
-            # Padding continues the progression (arithmetic bins stay valid) or repeats the last a
-            alphas[r] = a[0] + step * np.arange(A) if regular else np.r_[a, np.full(A - len(a), a[-1])]
-            alphas[r, :len(a)] = a
-            uniform &= bool(regular)
-        b = self.coords[index[:, 0], 1]
-        as_tensor = lambda v: torch.as_tensor(v, dtype=like.dtype, device=like.device)  # noqa: E731
-        return index, as_tensor(b), as_tensor(alphas), uniform
+    def __call__(self, ab: torch.Tensor) -> torch.Tensor:
+        """Logits (K, n, C) at coordinates ab (K, 2)."""
+        a, b = ab.T
+        powers = torch.stack([torch.ones_like(a), a, b, a * a, b * b, a * b])  # (6, K)
+        logits = self.quadratic @ powers  # (n C, K)
+        if len(self.rows):
+            linear = powers[:3]  # (3, K): 1, a, b
+            m, K = len(self.rows), ab.shape[0]
+            share = (self.switching_w @ linear).view(m, self.C, K)  # (m, C, K): the pair's outgoing weights
+            share.mul_((self.switching_z @ linear).relu_()[:, None])  # times its ReLU
+            logits.view(self.n, self.C, K).index_add_(0, self.rows, share)  # whole (C, K) blocks per pair
+        return logits.view(self.n, self.C, -1).permute(2, 0, 1)  # (K, n, C)

@@ -7,7 +7,7 @@ from torch import nn
 
 from loss_surface import _generic_logits, evaluate_points, evaluate_surface, grid_for, interpolate_line
 from models import FlatModel, build_model
-from plane_model import Rows, find_structure
+from plane_model import PlaneModel, Tile, find_structure
 from projection import Plane, pca_plane, random_plane
 
 
@@ -276,16 +276,31 @@ def test_any_subset_of_a_grid_gives_the_grids_values(kind, tiny_data):
         assert np.array_equal(part[1], whole[1][subset])
 
 
-def test_rows_group_points_by_b_sorted_by_a_with_padding():
-    coords = np.array([[0.5, 1.0], [0.0, 2.0], [-1.0, 1.0], [0.0, 1.0], [3.0, 2.0], [7.0, 1.0]])
-    rows = Rows(coords)
-    assert rows.count == 2 and rows.width == 4
-    index, b, alphas, uniform = rows.block(0, 2, torch.zeros(1))
-    assert index.tolist() == [[1, 4, -1, -1], [2, 3, 0, 5]]  # the short row first, padded
-    assert b.tolist() == [2.0, 1.0] and not uniform  # -1, 0, 0.5, 7 is not a progression
-    assert alphas[1].tolist() == [-1.0, 0.0, 0.5, 7.0] and alphas[0].tolist()[:2] == [0.0, 3.0]
-    _, _, alphas, uniform = Rows(coords[[1, 4]]).block(0, 1, torch.zeros(1))
-    assert uniform and alphas.tolist() == [[0.0, 3.0]]
+def test_pairs_left_to_the_closed_form_keep_one_sign_on_their_tile(tiny_data):
+    """Tiny tiles on a ReLU's zero line, far out, where float32 rounding hides the pre-activation."""
+    fm = make_fm("mlp", tiny_data.n_features)
+    model = PlaneModel(fm, find_structure(fm, tiny_data.X), tiny_data.X, random_plane(fm.theta0, fm.layout, seed=0))
+    z = model.z.double()  # (3, n, h)
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        r, k = rng.integers(z.shape[1]), rng.integers(z.shape[2])
+        a = rng.choice([1e3, 1e5, 1e7]) * rng.choice([-1, 1])
+        on_line = np.array([a, -float(z[0, r, k] + a * z[1, r, k]) / float(z[2, r, k])])
+        half = rng.uniform(0, 1e-3, size=2)
+        tile = Tile(model, on_line - half, on_line + half)
+        corners = [(on_line[0] + sa * half[0], on_line[1] + sb * half[1]) for sa in (-1, 1) for sb in (-1, 1)]
+        values = torch.stack([z[0] + ca * z[1] + cb * z[2] for ca, cb in corners])  # (4, n, h) in float64
+        one_sign = ((values > 0).all(dim=0) | (values <= 0).all(dim=0)).view(-1)
+        closed_form = torch.ones_like(one_sign)
+        closed_form[tile.pairs] = False
+        assert one_sign[closed_form].all()
+
+
+def test_a_point_tile_is_closed_form_and_wide_tiles_switch(tiny_data):
+    fm = make_fm("mlp", tiny_data.n_features)
+    model = PlaneModel(fm, find_structure(fm, tiny_data.X), tiny_data.X, random_plane(fm.theta0, fm.layout, seed=0))
+    assert len(Tile(model, np.array([0.3, -0.2]), np.array([0.3, -0.2])).pairs) == 0  # a degenerate rectangle
+    assert len(Tile(model, np.array([-2.0, -2.0]), np.array([2.0, 2.0])).pairs) > 0  # ReLUs switch inside
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
