@@ -117,17 +117,29 @@ def load_data_file(path: str, loss: str = "auto") -> Dataset:
         X, y, where = _read_npz(file)
     else:
         raise ConfigError(f"data file {file} must end in .csv or .npz")
+    return from_arrays(X, y, file.stem, loss, where, f"data file {file}")
+
+
+def from_arrays(X, y, name: str = "your data", loss: str = "auto", where=None, source: str | None = None) -> Dataset:
+    """Features X (n, d), or images (n, H, W) / (n, C, H, W), and labels y (n,) as a standardised Dataset.
+
+    Labels follow load_data_file's rules; a problem is one ConfigError line naming the source.
+    """
+    X, y = (np.asarray(a.detach().cpu() if hasattr(a, "detach") else a, dtype=np.float64) for a in (X, y))
+    source, where = source or f"data {name!r}", where or (lambda i: f"sample {i}")
+    if y.ndim != 1 or len(y) != len(X):
+        raise ConfigError(f"{source}: X has {len(X)} rows but y has shape {y.shape}: expected ({len(X)},)")
     image_shape = None
     if X.ndim >= 3:  # (n, H, W) or (n, C, H, W) images: flat rows that a CNN reshapes back
         image_shape = X.shape[1:] if X.ndim == 4 else (1, *X.shape[1:])
         X = X.reshape(X.shape[0], -1)
     if len(X) < 2:
-        raise ConfigError(f"data file {file} has {len(X)} sample(s): at least 2 are needed")
-    y, loss = _labels(file, y, loss, where)
-    return _as_dataset(X, y, file.stem, loss, image_shape)
+        raise ConfigError(f"{source} has {len(X)} sample(s): at least 2 are needed")
+    y, loss = _labels(source, y, loss, where)
+    return _as_dataset(X, y, name, loss, image_shape)
 
 
-def _labels(file: Path, y: np.ndarray, loss: str, where) -> tuple:
+def _labels(source: str, y: np.ndarray, loss: str, where) -> tuple:
     """(labels, loss): classes renumbered 0..C-1, or float targets for mse."""
     integral = np.equal(np.round(y), y)
     if loss == "auto":
@@ -136,13 +148,13 @@ def _labels(file: Path, y: np.ndarray, loss: str, where) -> tuple:
         return y.astype(np.float64), loss
     if not integral.all():
         i = int(np.argmin(integral))
-        raise ConfigError(f"data file {file}: {where(i)} label {y[i]:g} is not an integer class, "
+        raise ConfigError(f"{source}: {where(i)} label {y[i]:g} is not an integer class, "
                           f"as loss {loss} needs (use loss mse for regression)")
     classes, y = np.unique(y, return_inverse=True)
     if len(classes) < 2:
-        raise ConfigError(f"data file {file} has a single class (label {classes[0]:g}): a classifier needs two or more")
+        raise ConfigError(f"{source} has a single class (label {classes[0]:g}): a classifier needs two or more")
     if loss == "bce" and len(classes) > 2:
-        raise ConfigError(f"data file {file} has {len(classes)} classes but loss bce takes 2 (use loss ce)")
+        raise ConfigError(f"{source} has {len(classes)} classes but loss bce takes 2 (use loss ce)")
     return y, loss
 
 

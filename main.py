@@ -57,20 +57,22 @@ def load_data(cfg, device):
     return dataset.for_loss(cfg.loss).to(device)
 
 
-def model_builders(cfg, dataset, device) -> dict:
+def model_builders(cfg, dataset, device, module_factory=None) -> dict:
     """kind -> seed -> FlatModel, for the logistic baseline and the main model, all on one loss."""
     import models
     loss = dataset.loss_kind
     sizes = dict(n_classes=dataset.n_classes, image_shape=dataset.image_shape, loss=loss)
 
     def builder(kind):
-        if kind in models.MODEL_KINDS:
+        if kind == "model" and module_factory is not None:
+            make = lambda seed: module_factory(dataset.n_features, dataset.n_classes, seed)  # noqa: E731
+        elif kind in models.MODEL_KINDS:
             make = lambda seed: models.build_model(kind, dataset.n_features, cfg.hidden_dim, seed, **sizes)  # noqa: E731
         else:
             make = lambda seed: models.load_user_model(cfg.model, dataset.n_features, dataset.n_classes, seed)  # noqa: E731
         return lambda seed: models.FlatModel(make(seed), loss=loss, device=device,
                                              eval_batch_size=cfg.eval_batch_size)
-    return {"logistic": builder("logistic"), main_model_key(cfg): builder(cfg.model)}
+    return {"logistic": builder("logistic"), main_model_key(cfg): builder(main_model_key(cfg))}
 
 
 def data_key(cfg) -> dict:
@@ -81,7 +83,7 @@ def data_key(cfg) -> dict:
 
 def model_key(cfg, kind: str) -> dict:
     from stages import file_version
-    user_file = cfg.model.rsplit(":", 1)[0] if kind == "model" else ""
+    user_file = cfg.model.rsplit(":", 1)[0] if kind == "model" and ":" in cfg.model else ""
     return {"kind": kind, "model": cfg.model if kind != "logistic" else "logistic", "hidden_dim": cfg.hidden_dim,
             "model_file": file_version(user_file), "eval_batch_size": cfg.eval_batch_size, "device": cfg.device}
 
@@ -168,10 +170,11 @@ def compute_curvature(cfg, cache, dataset, runs, scapes, fms) -> dict:
 
 # ---------------------------------------------------------------- entry point
 
-def run_pipeline(cfg: config.Config, use_cache: bool = True) -> dict:
+def run_pipeline(cfg: config.Config, use_cache: bool = True, dataset=None, module_factory=None) -> dict:
     """Every stage in order; returns the summary that is also written to summary.json."""
     import torch
 
+    import budget
     import distributed
     import gallery
     import report
@@ -188,10 +191,15 @@ def run_pipeline(cfg: config.Config, use_cache: bool = True) -> dict:
     # several ranks share the work of one computation: a cache entry would hold one rank's view of it
     cache = st.StageCache(cfg.cache_dir if use_cache and ranks.world_size == 1 else None)
     torch.manual_seed(0)  # nothing should draw from it; fixed so an accidental draw is at least repeatable
+    # 0. the cost, known before it is spent: refuse what cannot fit, warn about what takes long
+    budget.check(budget.estimate(cfg, device=device), device=device, quiet=not writer)
     # 1. data, models, training
-    dataset = stages.run("data", load_data, cfg, device)
-    builders = model_builders(cfg, dataset, device)
+    dataset = stages.run("data", load_data, cfg, device) if dataset is None else dataset.to(device)
+    builders = model_builders(cfg, dataset, device, module_factory)
     fms = {kind: build(cfg.seed_list[0]) for kind, build in builders.items()}  # one loss function per model
+    if cfg.model != "mlp" or cfg.data:  # the real sizes of a CNN, a user's module or a user's data
+        budget.check(budget.estimate(cfg, len(dataset.y), dataset.n_features, fms[main_model_key(cfg)].dim,
+                                     device=device), device=device, quiet=True)
     for kind, fm in fms.items():  # wrong shapes or labels: one line before any work
         try:
             check_outputs(fm, dataset.X, dataset.y, dataset.n_classes or None)
@@ -223,6 +231,44 @@ def run_pipeline(cfg: config.Config, use_cache: bool = True) -> dict:
     write_json(path, report.merge_summary(path, summary) if cfg.only or cfg.skip else summary)
     report.print_report(summary, written, cfg.output_dir)
     return summary
+
+
+def write_report(model, X, y, output_dir: str = "figures", **fields) -> dict:
+    """One call from Python: the full report (PNGs, GIFs, pages, summary.json) for your module and data.
+
+    model: a function (n_features, n_classes, seed) -> nn.Module, as for --model=file.py:function, or
+    an nn.Module: its own initialisation is the first seed's, and copies re-initialised under each
+    other seed give the rest. X (n, d) and y (n,): arrays or tensors, read as --data reads a file.
+    fields: any config.py field (epochs=100, seed_list=(0, 1, 2), loss="ce", ...). Returns the summary.
+    Nothing is cached: an object in memory has no version to key a cache entry by.
+    """
+    import dataclasses
+
+    import data
+    cfg = config.validate(dataclasses.replace(config.Config(), output_dir=output_dir, **fields))
+    from outputs import check_output_dir
+    check_output_dir(cfg.output_dir)
+    factory = model if not hasattr(model, "parameters") else _reseeded(model, cfg.seed_list[0])
+    cfg = dataclasses.replace(cfg, model="python")  # the main model is "model": yours, not a built-in
+    return run_pipeline(cfg, False, data.from_arrays(X, y, "your data", cfg.loss).for_loss(cfg.loss), factory)
+
+
+def _reseeded(module, first_seed: int):
+    """A factory of copies of module: the first seed gets its weights, every other seed fresh ones."""
+    import copy
+
+    import torch
+
+    def make(n_features, n_classes, seed):
+        clone = copy.deepcopy(module)
+        if seed != first_seed:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                for part in clone.modules():
+                    if hasattr(part, "reset_parameters"):
+                        part.reset_parameters()
+        return clone
+    return make
 
 
 def main(argv=None) -> int:

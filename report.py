@@ -157,8 +157,10 @@ def print_report(summary: dict, written: list, out) -> None:
     for name, p in summary["planes"].items():
         for label, r in p["runs"].items():
             if name in ("logistic", summary["model"]["key"], "optimizers", "lr_sensitivity"):
+                drawn = {"surface": "on the surface", "shadow": "as a shadow"}.get(
+                    r["drawn"], f"on the surface for {100 * r['on_surface_share']:.0f}% of checkpoints, else a shadow")
                 print(f"  plane {name:<15} {label:<26} residual {100 * r['residual_mean']:5.1f}%  gap "
-                      f"{r['gap_max']:.3f}  drawn on the {r['drawn']}")
+                      f"{r['gap_max']:.3f}  drawn {drawn}")
     print(f"\n  {len(written) + 1} files, summary.json included, in {out}/ in {summary['timings_s']['total']:.1f} s")
     index = Path(out) / "index.html"
     if index.exists():
