@@ -24,8 +24,9 @@ from matplotlib.ticker import LogLocator, MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from outputs import atomic_path  # noqa: E402
-from plot_style import (CURVE_CAP, check_drawn, contour_levels, draw_background, finite_prefix,  # noqa: E402
-                        loss_scale, path_style, run_colour, shadow_label, view_azimuth)
+from plot_style import (CURVE_CAP, contour_levels, draw_background, drawn_kind, finite_prefix,  # noqa: E402
+                        line_pieces, loss_scale, on_mask, path_handle, path_style, run_colour, shadow_label,
+                        view_azimuth)
 
 FIGSIZE, DPI = (8, 6), 100  # 800 x 600 frames: 10-12 pt text reads at the GIF's own size, 60 frames < 3 MB
 FONT = dict(tick=9, label=11, caption=11, title=12)  # points, at DPI 100
@@ -213,12 +214,13 @@ def race_indices(lengths, n_frames: int):
 
 @dataclass
 class RaceRun:
-    """One run of the race: coords (T, 2) and recorded losses (T,) per epoch; a "shadow" run leaves
-    the plane and is drawn dashed, never as if the contours were its loss."""
+    """One run of the race: coords (T, 2) and recorded losses (T,) per epoch. drawn: "surface", "shadow"
+    (the run leaves the plane: dashed, never as if the contours were its loss) or a (T,) bool mask,
+    True where a checkpoint lies on the surface (solid there, dashed elsewhere, as in the PNG)."""
     coords: np.ndarray
     losses: np.ndarray
     label: str
-    drawn: str = "surface"
+    drawn: object = "surface"
     colour: str | None = None
     residual_mean: float | None = None
 
@@ -242,13 +244,15 @@ def optimizer_race_gif(surface, runs, path, title, n_frames: int = 60, frame_ms:
     tracks = [_finite_run(run.coords, run.losses) for run in runs]
     colours = [run.colour or run_colour(k) for k, run in enumerate(runs)]
     fig, ax = _race_background(surface, title, [losses for _, losses in tracks], loss_name)
-    trails = [ax.plot([], [], **path_style(c, run.drawn), animated=True)[0] for c, run in zip(colours, runs)]
+    trails = [_trail_pieces(ax, run, len(coords), c) for run, (coords, _), c in zip(runs, tracks, colours)]
     heads = [ax.plot([], [], "o", ms=8, color=c, mec="black", animated=True)[0] for c in colours]
     ax.plot(*tracks[0][0][0], "o", ms=9, mfc="white", mec="black")
     handles = race_handles(runs, colours)
     counter_at = _emptiest_corners([c for c, _ in tracks], surface.alphas, surface.betas)[0]
     # below the axes: long labels ("(shadow: 20 % off plane)") never cover a path or the counter
-    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=FONT["tick"], frameon=False)
+    wide = max(len(h.get_label()) for h in handles) > 45  # two long labels side by side would leave the frame
+    fig.legend(handles=handles, loc="outside lower center", ncol=1 if wide else 2, fontsize=FONT["tick"],
+               frameon=False)
     anchor, ha, va, _ = CORNERS[counter_at]
     counter = ax.text(*anchor, "", ha=ha, va=va,
                       transform=ax.transAxes, fontsize=FONT["tick"], family="monospace", animated=True,
@@ -262,23 +266,36 @@ def optimizer_race_gif(surface, runs, path, title, n_frames: int = 60, frame_ms:
     shown, at = race_indices([len(c) for c, _ in tracks], n_frames)
     for i, row in zip(shown, at):
         fig.canvas.restore_region(background)
-        for (coords, _), trail, head, j in zip(tracks, trails, heads, row):
-            trail.set_data(coords[:j + 1, 0], coords[:j + 1, 1])
+        for (coords, _), pieces, head, j in zip(tracks, trails, heads, row):
+            for lo, hi, line in pieces:  # each piece shows its checkpoints reached by now
+                line.set_data(coords[lo:min(hi, j + 1), 0], coords[lo:min(hi, j + 1), 1])
             head.set_data(coords[j:j + 1, 0], coords[j:j + 1, 1])
         counter.set_text(_race_counter(i, [run.label for run in runs], [losses for _, losses in tracks], row))
         # the counter first: a path crossing its corner stays visible; every head above every trail
-        for artist in [counter] + [trails[r] for r in order] + heads:
+        for artist in [counter] + [line for r in order for _, _, line in trails[r]] + heads:
             ax.draw_artist(artist)
         frames.append(_grab(fig))
     plt.close(fig)
     return _write_gif(frames, path, frame_ms, start, accents=ACCENTS + colours)
 
 
+def _trail_pieces(ax, run: RaceRun, T: int, colour) -> list:
+    """[(lo, hi, line)]: the run's trail as the PNG draws it, solid where its checkpoints lie on the
+    surface and dashed where they leave it (run.drawn: "surface", "shadow" or a (T_r,) bool mask)."""
+    mask = on_mask(run.drawn, len(run.coords))[:T]
+    return [(lo, hi, ax.plot([], [], **path_style(colour, "surface" if on else "shadow"), animated=True)[0])
+            for lo, hi, on in line_pieces(mask)]
+
+
 def race_handles(runs, colours) -> list:
-    """Legend entries drawn like the trails: a shadow run dashed, "(shadow: ... off plane)" in its label."""
-    handles = [Line2D([], [], **path_style(c, run.drawn), marker="o", mec="black",
-                      label=shadow_label(run.label, check_drawn(run.drawn), run.residual_mean))
-               for c, run in zip(colours, runs)]
+    """Legend entries drawn like the trails: a shadow run dashed, "(shadow: ... off plane)" in its label;
+    a run partly off its plane gets the PNG's half-dashed sample and says which epochs are dashed."""
+    handles = []
+    for c, run in zip(colours, runs):
+        label = shadow_label(run.label, run.drawn, run.residual_mean, steps=np.arange(len(run.coords)))
+        kind = drawn_kind(run.drawn)
+        handles.append(path_handle(c, label, run.drawn) if kind == "partial" else
+                       Line2D([], [], **path_style(c, kind), marker="o", mec="black", label=label))
     return handles + [Line2D([], [], ls="none", marker="o", ms=9, mfc="white", mec="black", label="start")]
 
 

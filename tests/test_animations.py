@@ -272,3 +272,18 @@ def test_frame_workers_end_when_their_parent_is_killed(tmp_path):
     finally:
         for pid in group_members(parent.pid):  # a failed test must not leave renderers behind
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_run_partly_off_its_plane_is_solid_on_it_and_dashed_off_it(tmp_path):
+    import matplotlib.pyplot as plt
+    t = np.linspace(0, 1, 8)[:, None]
+    mask = np.array([True] * 4 + [False] * 4)  # epochs 4-7 leave the plane
+    run = animations.as_race_run((np.hstack([-0.8 + t, 0.5 * t]), np.linspace(1, 0.3, 8), "Adam", mask, "#123456"))
+    fig, ax = plt.subplots()
+    pieces = animations._trail_pieces(ax, run, 8, "#123456")
+    assert [(lo, hi, line.get_linestyle()) for lo, hi, line in pieces] == [(0, 4, "-"), (3, 8, "--")]
+    plt.close(fig)
+    handle, _ = animations.race_handles([run], ["#123456"])
+    assert handle.get_label() == "Adam (dashed: shadow, epochs 4–7 off the plane)"
+    animations.optimizer_race_gif(tiny_surface(), [run], tmp_path / "p.gif", "p", n_frames=8)
+    assert has_colour(gif_facts(tmp_path / "p.gif")[3][-1], "#123456")
