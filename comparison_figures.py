@@ -169,7 +169,8 @@ def _barrier_lines(ax, lines, loss_name):
     ax.set_xlabel("t along (1 − t) θ_a + t θ_b")
     ax.set_ylabel(loss_label(ax.get_yscale() == "log", loss_name))
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, frameon=False)
+    if lines:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, frameon=False)
     ax.set_title("straight line between each pair of minima (▲: highest point)", fontsize=10)
 
 

@@ -292,7 +292,7 @@ def path_handle(colour, label, drawn="surface"):
 
 class PartialHandle(Line2D):
     """Legend entry of a path drawn partly on the surface: dashed, then solid (or the other way round, as
-    the path starts), then its end ★."""
+    the path starts); no ★, which would hide half of so short a sample."""
 
     def __init__(self, colour, label, first_on: bool):
         super().__init__([], [], color=colour, label=label)
@@ -307,7 +307,6 @@ class _PartialHandler(HandlerBase):
         for k, kind in enumerate(halves):  # finer dashes than on the plot: the sample is short
             style = dict(path_style(colour, kind), **({"ls": (0, (1.6, 1.2))} if kind == "shadow" else {}))
             artists.append(Line2D([x0 + k * width / 2, x0 + (k + 1) * width / 2], [y, y], **style))
-        artists.append(Line2D([x0 + width - 4], [y], marker="*", ms=11, mfc=colour, mec="black", mew=0.8, ls="none"))
         for artist in artists:
             artist.set_transform(trans)
         return artists

@@ -12,10 +12,10 @@ from matplotlib import colors, patheffects, ticker  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from plot_style import (  # noqa: E402
-    ARROW_COLOUR, ARROW_HANDLE, CURVE_CAP, END, START, THIN_WHITE_EDGE, add_colorbar, contour_levels, draw_arrows, draw_background,
-    draw_path, finish, finite_prefix, gap_note, legend_below, line_pieces, loss_label, loss_scale, marker_handles,
-    new_figure, nonfinite_note, on_mask, path_style, residual_note, run_colour, set_plain_log, set_plane_axes,
-    shadow_label, spread_indices, view_azimuth)
+    ARROW_COLOUR, ARROW_HANDLE, CURVE_CAP, END, START, THIN_WHITE_EDGE, add_colorbar, contour_levels, draw_arrows,
+    draw_background, draw_path, finish, finite_prefix, gap_note, legend_below, line_pieces, loss_label, loss_scale,
+    marker_handles, new_figure, nonfinite_note, on_mask, path_style, residual_note, run_colour, set_plain_log,
+    set_plane_axes, shadow_label, spread_indices, view_azimuth)
 
 
 @dataclass
@@ -194,8 +194,8 @@ def plot_contour(surface, paths, arrows, title, path, residual=None, drawn="surf
     a (T,) bool mask, one for all or one per path), colours (one per path or None) and residual (scalar or (T,) array,
     the legend's "% off plane"). arrows: None, (T, 2) for the first path, or a list with one (T, 2)
     array or None per path: descent directions in plane coordinates, drawn as they are.
-    A shadow path (or the part of one off the surface) is dashed and its legend entry says so; the colour scale covers the
-    surface and every PlanePath's recorded loss.
+    A shadow path (or the part of one off the surface) is dashed and its legend entry says so; the
+    colour scale covers the surface and every PlanePath's recorded loss.
     """
     runs = _as_plane_paths(paths, drawn, colours, residual)
     fig = new_figure("contour")

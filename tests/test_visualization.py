@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from matplotlib.lines import Line2D
 from PIL import Image
 
 import comparison_figures as cf
@@ -460,3 +461,183 @@ def test_interpolation_two_models_one_overflowing(tmp_path):
     lines = {"logistic": (0.3 + (ts - 1) ** 2, np.clip(0.5 + 0.4 * ts, 0, 1)),
              "MLP": (mlp_loss, np.full(31, 0.7))}
     assert_real_png(vis.plot_interpolation(ts, lines, "line", tmp_path / "i.png"), "interpolation")
+
+
+# ---------------------------------------------------------------- paths drawn per checkpoint
+
+def plain_segments(mask):
+    """The oracle: stretches of equal values found one element at a time."""
+    out = []
+    for i, value in enumerate(mask):
+        if out and out[-1][2] == bool(value):
+            out[-1][1] = i + 1
+        else:
+            out.append([i, i + 1, bool(value)])
+    return [tuple(s) for s in out]
+
+
+def test_segments_and_line_pieces_against_a_plain_loop():
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 2, 7, 40):
+        for p in (0.0, 0.3, 0.9, 1.0):
+            mask = rng.random(n) < p
+            assert style.segments(mask) == plain_segments(mask)
+            steps = {}  # every step i -> i+1 drawn exactly once: solid iff both ends are on the surface
+            for lo, hi, on in style.line_pieces(mask):
+                for i in range(lo, hi - 1):
+                    assert i not in steps
+                    steps[i] = on
+            assert steps == {i: bool(mask[i] and mask[i + 1]) for i in range(n - 1)}
+
+
+def test_on_mask_and_drawn_kind_accept_strings_and_masks_only():
+    np.testing.assert_array_equal(style.on_mask("surface", 3), [True] * 3)
+    np.testing.assert_array_equal(style.on_mask("shadow", 2), [False] * 2)
+    np.testing.assert_array_equal(style.on_mask([False, True], 2), [False, True])
+    assert style.on_mask([], 0).shape == (0,)
+    for bad in ("lifted", [1, 0], np.ones(3, bool)):
+        with pytest.raises(ValueError, match="drawn"):
+            style.on_mask(bad, 2)
+    assert [style.drawn_kind(d) for d in ("shadow", [True, True], np.zeros(2, bool), [False, True])] == \
+        ["shadow", "surface", "shadow", "partial"]
+
+
+def test_shadow_label_names_the_dashed_epochs_or_share():
+    mask = np.r_[np.zeros(9, bool), np.ones(6, bool)]
+    assert style.shadow_label("seed 0", mask, steps=np.arange(15) * 2) == \
+        "seed 0 (dashed: shadow, epochs 0–16 off the plane)"
+    assert style.shadow_label("a", mask) == "a (dashed: shadow, checkpoints 0–8 off the plane)"
+    assert style.shadow_label("a", np.r_[True, False, True], steps=[0, 5, 9]) == \
+        "a (dashed: shadow, epoch 5 off the plane)"
+    assert style.shadow_label("a", np.r_[True, False, True, False], sep="\n") == \
+        "a\n(dashed where off the plane:\n50 % of checkpoints)"
+    assert style.shadow_label("a", np.ones(4, bool)) == "a"
+    assert style.shadow_label("a", np.zeros(4, bool), 0.2) == "a (shadow: 20 % off plane)"
+
+
+def path_lines(ax):
+    """(solid, dashed) lines of more than one point, in drawing order."""
+    lines = [line for line in ax.lines if len(line.get_xdata()) > 1]
+    return [line for line in lines if not dashed(line)], [line for line in lines if dashed(line)]
+
+
+def test_contour_partial_path_is_solid_on_the_surface_and_dashed_elsewhere(tmp_path, captured):
+    surface, (coords, on_surface, arrows) = make_surface(), make_path()
+    mask = np.ones(15, bool)
+    mask[5:8] = False  # checkpoints 5, 6, 7 off the plane: steps 4->5 ... 7->8 dashed
+    run = vis.PlanePath(coords, on_surface, "GD", steps=np.arange(15) * 10, drawn=mask)
+    out = vis.plot_contour(surface, [run, (coords * 0.5, "other")], [arrows, None], "bowl", tmp_path / "c.png",
+                           drawn=np.zeros(15, bool))
+    assert_real_png(out, "contour")
+    ax = captured[0].axes[0]
+    solid, dash = path_lines(ax)
+    assert [len(line.get_xdata()) for line in solid] == [5, 7]
+    np.testing.assert_allclose(np.c_[solid[0].get_data()], coords[0:5])
+    np.testing.assert_allclose(np.c_[solid[1].get_data()], coords[8:15])
+    np.testing.assert_allclose(np.c_[dash[0].get_data()], coords[4:9])  # the joins are dashed
+    np.testing.assert_allclose(np.c_[dash[1].get_data()], coords * 0.5)  # the second path: all shadow
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:2] == ["GD (dashed: shadow, epochs 50–70 off the plane)", "other (shadow: off plane)"]
+
+
+def test_partial_legend_sample_is_dashed_then_solid_as_the_path_starts():
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    handles = [style.path_handle("#0072B2", "a", np.r_[False, True]), style.path_handle("#0072B2", "b", [True, False]),
+               style.path_handle("#0072B2", "c", np.r_[True, True])]
+    legend = ax.legend(handles=handles)
+    fig.canvas.draw()
+    boxes = [child for child in legend.findobj(Line2D) if len(child.get_xdata()) == 2]
+    styles = [(line.get_linestyle(), float(line.get_xdata()[0])) for line in boxes]
+    plt.close(fig)
+    assert [isinstance(h, style.PartialHandle) for h in handles] == [True, True, False]
+    assert [ls for ls, _ in styles[:4]] == ["--", "-", "-", "--"]  # a: dashed first; b: solid first
+    assert styles[0][1] < styles[1][1] and styles[2][1] < styles[3][1]
+
+
+def lines_3d(ax):
+    """Path pieces (more than two points or not vertical) and the vertical connectors of a 3D axes."""
+    lines = [line for line in ax.lines if len(line.get_data_3d()[0]) > 1]
+    vertical = [line for line in lines if len(line.get_data_3d()[0]) == 2 and
+                np.allclose(*line.get_data_3d()[0]) and np.allclose(*line.get_data_3d()[1])]
+    return [line for line in lines if not any(line is v for v in vertical)], vertical
+
+
+def test_surface_3d_partial_path_lifts_only_checkpoints_on_the_surface(tmp_path, captured):
+    surface, (coords, on_surface, arrows) = make_surface(), make_path()
+    mask = np.r_[np.zeros(4, bool), np.ones(11, bool)]
+    out = vis.plot_surface_3d(surface, coords, on_surface, on_surface, arrows, "bowl", tmp_path / "s.png",
+                              drawn=mask, steps=np.arange(15), n_arrows=6)
+    assert_real_png(out, "surface_3d")
+    ax = captured[0].axes[0]
+    floor = ax.get_zlim()[0]
+    pieces, vertical = lines_3d(ax)
+    dash, = [line for line in pieces if dashed(line)]
+    solid, = [line for line in pieces if not dashed(line)]
+    x, y, z = dash.get_data_3d()
+    np.testing.assert_allclose(np.c_[x, y], coords[0:5])  # the off stretch and its join, on the floor
+    assert np.all(z == floor) and "epochs 0–3 off the plane" in dash.get_label()
+    x, y, z = solid.get_data_3d()
+    np.testing.assert_allclose(np.c_[x, y], coords[4:])  # lifted: exactly the checkpoints on the surface
+    np.testing.assert_allclose(z - z[0], on_surface[4:] - on_surface[4])
+    assert np.all(z > surface.loss.min() - 1e-12)
+    connector, = vertical  # from the floor up to checkpoint 4, where the path joins the surface
+    np.testing.assert_allclose(np.c_[connector.get_data_3d()][:, :2], coords[[4, 4]])
+    np.testing.assert_allclose(connector.get_data_3d()[2], [floor, z[0]])
+    start = next(line for line in ax.lines if line.get_label().startswith("start"))
+    assert start.get_data_3d()[2][0] == floor  # checkpoint 0 is not on the surface
+    tails = arrow_segments(ax)[:, 0, :2]
+    tails = tails[: len(tails) // 3]
+    assert len(tails) > 0
+    on_points = coords[mask]
+    assert all(np.isclose(on_points, tail).all(axis=1).any() for tail in tails)  # arrows only where on
+
+
+def test_surface_3d_arrows_only_at_checkpoints_on_the_surface(tmp_path, captured):
+    surface, (coords, on_surface, arrows) = make_surface(), make_path()
+    vis.plot_surface_3d(surface, coords, on_surface, on_surface, arrows, "none on", tmp_path / "a.png",
+                        drawn="shadow")
+    mask = np.zeros(15, bool)
+    mask[[3, 9]] = True
+    vis.plot_surface_3d(surface, coords, on_surface, on_surface, arrows, "two on", tmp_path / "b.png",
+                        drawn=list(mask), n_arrows=10)
+    from mpl_toolkits.mplot3d.art3d import Line3DCollection
+    assert not [c for c in captured[0].axes[0].collections if isinstance(c, Line3DCollection)]
+    segments = arrow_segments(captured[1].axes[0])
+    np.testing.assert_allclose(segments[: len(segments) // 3, 0, :2], coords[[3]])  # the last one on is the end
+    assert len(lines_3d(captured[1].axes[0])[1]) == 2  # each lone point on the surface gets its connector
+
+
+def test_partial_runs_and_seed_panels_say_dashed_on_their_face(tmp_path, captured):
+    surface, (coords, on_surface, _) = make_surface(), make_path()
+    mask = np.arange(15) % 5 != 0  # three separate off stretches
+    runs = [vis.PlanePath(coords, on_surface, "seed 0", drawn=np.arange(15) >= 9, steps=np.arange(15)),
+            vis.PlanePath(coords * 0.5, on_surface, "seed 1", drawn=mask)]
+    vis.plot_runs(surface, runs, "runs", tmp_path / "r.png")
+    legend = captured[0].legends[0]
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels[:2] == ["seed 0 (dashed: shadow, epochs 0–8 off the plane)",
+                          "seed 1 (dashed where off the plane: 20 % of checkpoints)"]
+    solid, dash = path_lines(captured[0].axes[0])
+    assert len(solid) == 1 + 3 and len(dash) == 1 + 3
+    cf.plot_multi_seed(surface, coords[[0, 5, 10]], ["seed 0", "seed 1", "seed 2"], [0.3] * 3, [],
+                       [(surface, run) for run in runs], "seeds", tmp_path / "m.png")
+    titles = [ax.get_title() for ax in captured[1].axes if ax.get_title().startswith("seed ")]
+    assert titles == ["seed 0\n(dashed: shadow,\nepochs 0–8 off the plane)",
+                      "seed 1\n(dashed where off the plane:\n20 % of checkpoints)"]
+
+
+def test_eigen_ratio_spectrum_and_plane_choice_take_a_mask(tmp_path, captured):
+    surface, (coords, on_surface, _) = make_surface(), make_path()
+    mask = np.arange(15) >= 6
+    ratio = np.full((4, 5), 0.1)
+    cvf.plot_eigen_ratio(np.linspace(-1, 1, 5), np.linspace(-0.8, 1.2, 4), ratio, coords, ("PC1", "PC2"), "r",
+                         tmp_path / "e.png", drawn=mask, steps=np.arange(15))
+    run = vis.PlanePath(coords, on_surface, "GD", drawn=mask)
+    cvf.plot_spectrum([("epoch 0", np.linspace(0, 1, 5), np.ones(5))], surface, "s", tmp_path / "h.png", top_path=run)
+    cf.plot_plane_choice([(surface, run, "PCA")], "p", tmp_path / "p.png")
+    for fig, ax in zip(captured, (captured[0].axes[0], captured[1].axes[1], captured[2].axes[0])):
+        solid, dash = path_lines(ax)
+        np.testing.assert_allclose(np.c_[dash[0].get_data()], coords[:7])
+        np.testing.assert_allclose(np.c_[solid[0].get_data()], coords[6:])
+    assert "epochs 0–5 off the plane" in captured[0].axes[0].get_legend().get_texts()[0].get_text()
