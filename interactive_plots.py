@@ -14,7 +14,7 @@ from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
 import findings
 from outputs import write_text
-from plot_style import CURVE_CAP, check_drawn, loss_scale, run_colour, shadow_label
+from plot_style import CURVE_CAP, finite_prefix, line_pieces, loss_scale, on_mask, run_colour, shadow_label
 
 ASSET_DIR = "assets"
 MAX_SLIDER_STEPS = 101  # more steps than this are subsampled, first and last kept
@@ -182,12 +182,13 @@ def surface_page(surface, coords, path_surface_loss, true_losses, accuracies, st
 @dataclass
 class PageRun:
     """One run on a shared surface: coords (T, 2), the surface's loss there (T,), recorded losses (T,),
-    one row per epoch. A "shadow" run leaves the plane: drawn dashed on the plot's floor, never on the surface."""
+    one row per epoch. drawn: "surface", "shadow" (the run leaves the plane: dashed on the plot's floor,
+    never on the surface) or a (T,) bool mask, True where a checkpoint lies on the surface."""
     coords: np.ndarray
     path_surface_loss: np.ndarray
     true_losses: np.ndarray
     label: str
-    drawn: str = "surface"
+    drawn: object = "surface"
     colour: str | None = None
     residual_mean: float | None = None
 
@@ -216,25 +217,29 @@ def runs_figure(surface, runs, title, loss_name: str = "training loss") -> go.Fi
 def _run_traces(run: PageRun, colour, lift, floor) -> list:
     """One run's path, a circle at its start and a diamond at its end, toggled together by the legend.
 
-    A surface run floats just above its facets; a shadow run lies dashed on the floor (the surface's
-    minimum), since the surface is not its loss."""
+    Checkpoints on the surface float just above their facets, solid; the rest (all of a "shadow" run,
+    the masked-off part of a partial one) lie dashed on the floor, the surface's minimum, since the
+    surface is not their loss."""
     coords, drawn = np.asarray(run.coords, float), np.asarray(run.path_surface_loss, float)
-    shadow = check_drawn(run.drawn) == "shadow"
-    ok = np.isfinite(coords).all(axis=1)  # a diverged run keeps its finite part
-    if not shadow:
-        ok &= np.isfinite(drawn)
-    label = shadow_label(run.label, run.drawn, run.residual_mean)
-    hover = np.array(_hover(np.arange(len(drawn)), np.asarray(run.true_losses, float), drawn, label=label,
-                            on_surface=not shadow))[ok]
-    height = np.full(ok.sum(), floor) if shadow else drawn[ok] + lift
-    x, y, z = _compact(coords[ok, 0]), _compact(coords[ok, 1]), _compact(height)
-    path = go.Scatter3d(x=x, y=y, z=z, mode="lines", name=label, legendgroup=run.label, text=hover, hoverinfo="text",
-                        line=dict(color=colour, width=4 if shadow else 6, dash="dash" if shadow else "solid"))
+    on = on_mask(run.drawn, len(coords))
+    T = finite_prefix(coords, np.where(on, drawn, 0.0))  # a diverged run keeps its finite part
+    coords, drawn, on = coords[:T], drawn[:T], on[:T]
+    label = shadow_label(run.label, run.drawn, run.residual_mean, steps=np.arange(len(on)))
+    true_losses = np.asarray(run.true_losses, float)
+    hover = np.array([_hover([k], true_losses[k:k + 1], drawn[k:k + 1], label=label, on_surface=bool(on[k]))[0]
+                      for k in range(T)])
+    x, y, z = _compact(coords[:, 0]), _compact(coords[:, 1]), _compact(np.where(on, drawn + lift, floor))
+    bottom = _compact([floor])[0]  # a dashed piece lies wholly on the floor, joins to the surface included
+    traces = [go.Scatter3d(x=x[lo:hi], y=y[lo:hi], z=z[lo:hi] if piece_on else np.full(hi - lo, bottom),
+                           mode="lines", name=label, legendgroup=run.label, showlegend=k == 0, text=hover[lo:hi],
+                           hoverinfo="text", line=dict(color=colour, width=6 if piece_on else 4,
+                                                       dash="solid" if piece_on else "dash"))
+              for k, (lo, hi, piece_on) in enumerate(line_pieces(on))]
     ends = go.Scatter3d(x=x[[0, -1]], y=y[[0, -1]], z=z[[0, -1]], mode="markers", legendgroup=run.label,
                         showlegend=False, text=hover[[0, -1]], hoverinfo="text",
                         marker=dict(size=[5, 8], symbol=["circle", "diamond"], color=colour,
                                     line=dict(color="black", width=1)))
-    return [path, ends]
+    return traces + [ends]
 
 
 def runs_page(surface, runs, path, title, loss_name: str = "training loss") -> Path:

@@ -160,9 +160,9 @@ def test_a_surface_spanning_decades_is_coloured_on_the_pngs_log_scale(scene):
 
 def test_the_results_page_leads_with_the_hero_and_findings_and_folds_the_rest(tmp_path):
     images = [("mlp_contour.png", "contours"), ("optimizer_comparison.png", "optimisers"), ("mlp_3d.png", "3d")]
-    summary = {"model": {"kind": "cnn", "loss": "ce", "n_classes": 10, "parameters": 1234,
+    summary = {"model": {"key": "cnn", "kind": "cnn", "loss": "ce", "n_classes": 10, "parameters": 1234,
                          "description": "CNN(\n  (conv): Conv2d(1, 8, kernel_size=(3, 3))\n)"},
-               "runs": {"mlp": [{"label": "seed 0", "final_loss": 0.25, "final_accuracy": 0.9}]},
+               "runs": {"cnn": [{"label": "seed 0", "final_loss": 0.25, "final_accuracy": 0.9}]},
                "skipped": {"interpolation_1d.png": "needs the logistic model"}, "timings_s": {"training": 2.5}}
     index = ip.index_page(tmp_path / "index.html", "t", "s", images, [], [], {"n": [("x", 1.0)]}, {"epochs": 3},
                           summary=summary)
@@ -187,3 +187,17 @@ def test_image_size_reads_png_and_gif_headers(tmp_path):
     (tmp_path / "c.txt").write_text("not an image")
     assert ip.image_size(tmp_path / "a.png") == (37, 21) and ip.image_size(tmp_path / "b.gif") == (300, 200)
     assert ip.image_size(tmp_path / "c.txt") is None and ip.image_size(tmp_path / "missing.png") is None
+
+
+def test_a_run_partly_off_its_plane_is_lifted_only_where_the_surface_is_its_loss(scene):
+    surface, coords, drawn, true, acc, steps = scene
+    mask = np.arange(21) >= 15  # checkpoints 0-14 leave the plane
+    fig = ip.runs_figure(surface, [ip.PageRun(coords, drawn, true, "SGD", mask, "#0072B2")], "t")
+    off, on, ends = fig.data[1:]
+    floor = np.nanmin(fig.data[0].z)
+    assert (off.line.dash, on.line.dash) == ("dash", "solid") and off.showlegend and not on.showlegend
+    assert off.name == "SGD (dashed: shadow, epochs 0–14 off the plane)" == on.name
+    assert len(off.x) == 16 and set(off.z) == {floor}  # 0-14 and the join to checkpoint 15, on the floor
+    np.testing.assert_allclose(on.z, drawn[15:] + ip._lift(surface), rtol=1e-4)
+    assert ends.z[0] == floor and ends.z[1] == pytest.approx(drawn[-1] + ip._lift(surface), rel=1e-4)
+    assert "surface loss" not in off.text[0] and "surface loss" in on.text[0]
