@@ -60,9 +60,14 @@ def plane_path(p, colours=None):
     import visualization as vis
     t, numbers = p.run.trajectory, p.numbers()
     return vis.PlanePath(p.coords, _np(t.losses), p.run.label, t.diverged, _np(t.steps),
-                         drawn="surface" if p.drawn == "surface" else "shadow",
+                         drawn=p.on_surface,
                          colour=(colours or {}).get(p.run.label), residual_mean=numbers["residual_mean"],
                          gap_max=numbers["gap_max"])
+
+
+def run_level(p) -> str:
+    """For the views that draw a run one way only: on the surface if every checkpoint is, else a shadow."""
+    return "surface" if p.drawn == "surface" else "shadow"
 
 
 def plane_title(name: str, p) -> str:
@@ -90,9 +95,9 @@ def single_run_figures(out, results, kind) -> list:
     path = plane_path(p)
     return [vis.plot_surface_3d(scape.surface, p.coords, p.surface_loss, _np(run.trajectory.losses), p.arrows,
                                 f"{what}\ntraining loss on the run's PCA plane", output_path(out, f"{kind}_3d.png"),
-                                residual=p.residual, drawn=path.drawn),
+                                residual=p.offset, drawn=path.drawn, steps=_np(run.trajectory.steps)),
             vis.plot_contour(scape.surface, [path], p.arrows, f"{what}: contours of its PCA plane",
-                             output_path(out, f"{kind}_contour.png"), residual=p.residual)]
+                             output_path(out, f"{kind}_contour.png"), residual=p.offset)]
 
 
 def _what_ran(run) -> str:
@@ -225,7 +230,7 @@ def write_animations(out, results) -> list:
             output_path(out, f"{kind}_descent.gif"), f"{title_of(results, kind)}: {_what_ran(run)}", **frames))
     if "optimizers" in scapes:
         runs = [dict(coords=p.coords, losses=_np(p.run.trajectory.losses), label=p.run.label,
-                     drawn=plane_path(p).drawn, colour=colours.get(p.run.label),
+                     drawn=run_level(p), colour=colours.get(p.run.label),
                      residual_mean=p.numbers()["residual_mean"]) for p in scapes["optimizers"].paths]
         jobs.append(lambda: animations.optimizer_race_gif(
             scapes["optimizers"].surface, runs, output_path(out, "optimizer_race.gif"),
@@ -251,7 +256,7 @@ def write_pages(out, results, written, summary) -> list:
             lam_max=None if c is None else c.lam_max, lam_steps=None if c is None else _np(t.steps)[c.indices]))
     if "optimizers" in scapes:
         runs = [ip.PageRun(p.coords, p.surface_loss, _np(p.run.trajectory.losses), p.run.label,
-                           plane_path(p).drawn, colours.get(p.run.label), p.numbers()["residual_mean"])
+                           run_level(p), colours.get(p.run.label), p.numbers()["residual_mean"])
                 for p in scapes["optimizers"].paths]
         pages.append(ip.runs_page(scapes["optimizers"].surface, runs, output_path(out, "optimizer_comparison.html"),
                                   f"{title_of(results, results['main'])}: optimisers from one initialisation"))
