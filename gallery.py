@@ -35,6 +35,14 @@ def caption(name: str) -> str:
     return next((text for suffix, text in CAPTIONS.items() if name.endswith(suffix)), "")
 
 
+LOSS_NAMES = {"bce": "training loss (BCE)", "ce": "training loss (cross-entropy)", "mse": "training loss (MSE)"}
+
+
+def loss_name(results) -> str:
+    """The colour bars' and axes' label: the loss that was actually used."""
+    return LOSS_NAMES[results["fms"][results["main"]].loss_kind]
+
+
 def _np(tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
 
@@ -65,11 +73,6 @@ def plane_path(p, colours=None):
                          gap_max=numbers["gap_max"])
 
 
-def run_level(p) -> str:
-    """For the views that draw a run one way only: on the surface if every checkpoint is, else a shadow."""
-    return "surface" if p.drawn == "surface" else "shadow"
-
-
 def plane_title(name: str, p) -> str:
     n = p.numbers()
     return f"{name}\nresidual {100 * n['residual_mean']:.1f}%, gap ≤ {format_value(round(n['gap_max_all'], 3))}"
@@ -95,9 +98,11 @@ def single_run_figures(out, results, kind) -> list:
     path = plane_path(p)
     return [vis.plot_surface_3d(scape.surface, p.coords, p.surface_loss, _np(run.trajectory.losses), p.arrows,
                                 f"{what}\ntraining loss on the run's PCA plane", output_path(out, f"{kind}_3d.png"),
-                                residual=p.offset, drawn=path.drawn, steps=_np(run.trajectory.steps)),
+                                residual=p.offset, drawn=path.drawn, steps=_np(run.trajectory.steps),
+                                loss_name=loss_name(results)),
             vis.plot_contour(scape.surface, [path], p.arrows, f"{what}: contours of its PCA plane",
-                             output_path(out, f"{kind}_contour.png"), residual=p.offset)]
+                             output_path(out, f"{kind}_contour.png"), residual=p.offset,
+                             loss_name=loss_name(results))]
 
 
 def _what_ran(run) -> str:
@@ -116,7 +121,8 @@ def plane_choice_figure(out, results) -> list:
               for key, scape in scapes["plane_choice"].items()]
     model = title_of(results, results["main"])
     return [cf.plot_plane_choice(panels, f"{model}: one path on three planes (path dashed where the plane "
-                                         f"does not hold it)", output_path(out, "plane_choice.png"))]
+                                         f"does not hold it)", output_path(out, "plane_choice.png"),
+                                 loss_name=loss_name(results))]
 
 
 def multi_seed_figure(out, results) -> list:
@@ -139,7 +145,8 @@ def multi_seed_figure(out, results) -> list:
                                labels if minima else [], losses if minima else [], lines, panels,
                                f"{title_of(results, main)}: {len(panels)} initialisations, different minima",
                                output_path(out, f"{main}_multi_seed.png"),
-                               colours=[colours.get(label) for label in labels] if minima else None)]
+                               colours=[colours.get(label) for label in labels] if minima else None,
+                               loss_name=loss_name(results))]
 
 
 def study_figures(out, results) -> list:
@@ -152,14 +159,16 @@ def study_figures(out, results) -> list:
         if name in scapes and wants(cfg, name):
             written.append(vis.plot_runs(scapes[name].surface, [plane_path(p, colours) for p in scapes[name].paths],
                                          f"{title} (shared plane through the initialisation)",
-                                         output_path(out, filename), log_curves=log_curves))
+                                         output_path(out, filename), log_curves=log_curves,
+                                         loss_name=loss_name(results)))
     if "sharpness" in scapes:
         import comparison_figures as cf
         s = scapes["sharpness"]
         lines = [(r["label"], r["line"], colours.get(r["label"])) for r in s["runs"]]
         surfaces = [(r["label"], r["surface"], colours.get(r["label"])) for r in s["runs"]]
         written.append(cf.plot_sharpness(s["ts"], lines, surfaces, f"{model}: flat or sharp? The loss around "
-                                         "each learning rate's minimum", output_path(out, "sharpness.png")))
+                                         "each learning rate's minimum", output_path(out, "sharpness.png"),
+                                         loss_name=loss_name(results)))
     return written
 
 
@@ -175,7 +184,7 @@ def curvature_figures(out, results) -> list:
                                           stages.stability_line(run.spec, run.batch_size),
                                           f"{model}: Hessian extremes along {_what_ran(run)}",
                                           output_path(out, f"{main}_curvature.png"), losses=_np(t.losses),
-                                          loss_steps=_np(t.steps)))
+                                          loss_steps=_np(t.steps), loss_name=loss_name(results)))
     if "lr_sensitivity" in curvature:
         runs = [(_np(run.trajectory.steps)[c.indices], c.lam_max, stages.stability_line(run.spec, run.batch_size),
                  run.label, colours.get(run.label))
@@ -186,7 +195,8 @@ def curvature_figures(out, results) -> list:
         e, top = curvature["extras"], results["scapes"]["hessian_top2"]
         densities = [(f"{name} checkpoint", *e["densities"][name]) for name in ("first", "final")]
         written.append(cvf.plot_spectrum(densities, top.surface, f"{model}: Hessian spectrum and the landscape "
-                                         "along its sharpest directions", output_path(out, "hessian_spectrum.png")))
+                                         "along its sharpest directions", output_path(out, "hessian_spectrum.png"),
+                                         loss_name=loss_name(results)))
     if "eigen_ratio" in curvature:
         alphas, betas, ratio = curvature["eigen_ratio"]
         scape = results["scapes"][main]
@@ -204,12 +214,12 @@ def other_figures(out, results) -> list:
         written.append(vis.plot_pca_vs_isomap(
             e["pca"], e["isomap"], e["losses"], e["points_per_run"], e["trust_pca"], e["trust_isomap"],
             f"{title_of(results, main)} checkpoints of {len(e['points_per_run'])} seeds: PCA vs Isomap",
-            output_path(out, f"{main}_pca_vs_isomap.png")))
+            output_path(out, f"{main}_pca_vs_isomap.png"), loss_name=loss_name(results)))
     if results["lines"]:
         lines = {title_of(results, kind): (loss, acc) for kind, (ts, loss, acc) in results["lines"].items()}
         ts = next(iter(results["lines"].values()))[0]
         written.append(vis.plot_interpolation(ts, lines, "Loss along the straight line from initial to final weights",
-                                              output_path(out, "interpolation_1d.png")))
+                                              output_path(out, "interpolation_1d.png"), loss_name=loss_name(results)))
     return written
 
 
@@ -220,7 +230,7 @@ def write_animations(out, results) -> list:
     import animations
     from interactive_plots import PageRun  # noqa: F401  (same per-run fields as the race)
     cfg, scapes, colours = results["cfg"], results["scapes"], run_colours(results)
-    frames = dict(n_frames=cfg.gif_frames, frame_ms=cfg.gif_frame_ms)
+    frames = dict(n_frames=cfg.gif_frames, frame_ms=cfg.gif_frame_ms, loss_name=loss_name(results))
     jobs = []
     for kind in ("logistic", results["main"]):
         p, run = scapes[kind].paths[0], results["runs"][kind][0]
@@ -230,7 +240,7 @@ def write_animations(out, results) -> list:
             output_path(out, f"{kind}_descent.gif"), f"{title_of(results, kind)}: {_what_ran(run)}", **frames))
     if "optimizers" in scapes:
         runs = [dict(coords=p.coords, losses=_np(p.run.trajectory.losses), label=p.run.label,
-                     drawn=run_level(p), colour=colours.get(p.run.label),
+                     drawn=p.on_surface, colour=colours.get(p.run.label),
                      residual_mean=p.numbers()["residual_mean"]) for p in scapes["optimizers"].paths]
         jobs.append(lambda: animations.optimizer_race_gif(
             scapes["optimizers"].surface, runs, output_path(out, "optimizer_race.gif"),
@@ -253,14 +263,18 @@ def write_pages(out, results, written, summary) -> list:
         pages.append(ip.surface_page(
             scapes[kind].surface, p.coords, p.surface_loss, _np(t.losses), _np(t.accuracies), _np(t.steps),
             output_path(out, f"{kind}_3d.html"), f"{title_of(results, kind)}: {_what_ran(run)} on its PCA plane",
-            lam_max=None if c is None else c.lam_max, lam_steps=None if c is None else _np(t.steps)[c.indices]))
+            lam_max=None if c is None else c.lam_max, lam_steps=None if c is None else _np(t.steps)[c.indices],
+            loss_name=loss_name(results)))
     if "optimizers" in scapes:
         runs = [ip.PageRun(p.coords, p.surface_loss, _np(p.run.trajectory.losses), p.run.label,
-                           run_level(p), colours.get(p.run.label), p.numbers()["residual_mean"])
+                           p.on_surface, colours.get(p.run.label), p.numbers()["residual_mean"])
                 for p in scapes["optimizers"].paths]
         pages.append(ip.runs_page(scapes["optimizers"].surface, runs, output_path(out, "optimizer_comparison.html"),
-                                  f"{title_of(results, results['main'])}: optimisers from one initialisation"))
-    files = [Path(f).name for f in written]
+                                  f"{title_of(results, results['main'])}: optimisers from one initialisation",
+                                  loss_name=loss_name(results)))
+    # every figure in the folder, so an --only=html run still shows the last full run's
+    files = sorted({Path(f).name for f in written} | {f.name for f in Path(out).glob("*.png")}
+                   | {f.name for f in Path(out).glob("*.gif")})
     with_caption = lambda names: [(n, caption(n)) for n in names]  # noqa: E731
     ds = summary["dataset"]
     index = ip.index_page(
