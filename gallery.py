@@ -273,8 +273,8 @@ def write_pages(out, results, written, summary) -> list:
                                   f"{title_of(results, results['main'])}: optimisers from one initialisation",
                                   loss_name=loss_name(results)))
     # every figure in the folder, so an --only=html run still shows the last full run's
-    files = sorted({Path(f).name for f in written} | {f.name for f in Path(out).glob("*.png")}
-                   | {f.name for f in Path(out).glob("*.gif")})
+    files = [Path(f).name for f in written]
+    files += sorted(f.name for pattern in ("*.png", "*.gif") for f in Path(out).glob(pattern) if f.name not in files)
     with_caption = lambda names: [(n, caption(n)) for n in names]  # noqa: E731
     ds = summary["dataset"]
     index = ip.index_page(
