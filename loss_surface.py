@@ -113,11 +113,11 @@ def _generic_logits(fm, X, plane, coords, chunk):
         yield np.arange(start, start + len(logits)), logits.reshape(len(logits), X.shape[0], -1)
 
 
-def generic_chunk(n_samples: int, width: int, cache_floats: int = 2 ** 19) -> int:
-    """Grid points per vmap batch: K points' activations, about K n max(width, 128) floats, fill 2 MB.
+def generic_chunk(n_samples: int, width: int, cache_floats: int = 2 ** 18) -> int:
+    """Grid points per vmap batch: K points' activations, about K n max(width, 128) floats, fill 1 MB.
 
-    Measured on the 10-128-128-1 MLP (benchmarks/bench_surface.py): K = 2-4 runs its batched
-    products near matmul peak; K = 8 and beyond falls out of the 2 MB L2 cache and slows down.
+    Measured on the 10-128-128-1 MLP, n = 1000 (benchmarks/bench_surface.py): K = 2 was fastest,
+    K = 1 pays per-call overhead, K >= 8 leaves half of the 2 MB L2 cache and slows down.
     """
     return int(max(1, min(256, cache_floats // (n_samples * max(width, 128)))))
 

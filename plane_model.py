@@ -193,4 +193,4 @@ class Tile:
             share = (self.switching_w @ linear).view(m, self.C, K)  # (m, C, K): the pair's outgoing weights
             share.mul_((self.switching_z @ linear).relu_()[:, None])  # times its ReLU
             logits.view(self.n, self.C, K).index_add_(0, self.rows, share)  # whole (C, K) blocks per pair
-        return logits.view(self.n, self.C, -1).permute(2, 0, 1)  # (K, n, C)
+        return logits.view(self.n, self.C, -1).permute(2, 0, 1).contiguous()  # (K, n, C): samples, then classes

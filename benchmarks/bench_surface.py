@@ -91,7 +91,7 @@ compare("nn.Sequential(Linear, ReLU, Linear), same weights", fm_seq, X, y, plane
         {"generic": lambda: generic_only(fm_seq, X, y, plane, grid)})
 
 # 4. Three classes (ce): the closed form with C = 3 columns, and the generic path it saves.
-y3 = torch.bucketize(X[:, 0], torch.quantile(X[:, 0], torch.tensor([1 / 3, 2 / 3])))  # 3 balanced classes
+y3 = torch.bucketize(X[:, 0].contiguous(), torch.quantile(X[:, 0], torch.tensor([1 / 3, 2 / 3])))  # 3 balanced classes
 fm3 = FlatModel(build_model("mlp", 10, 32, seed=0, n_classes=3, loss="ce"), loss="ce")
 plane3 = random_plane(fm3.theta0, fm3.layout, seed=0)
 grid3 = np.stack([g.ravel() for g in np.meshgrid(wide, wide)], 1)
