@@ -44,11 +44,13 @@ def setup(device="cpu", timeout_s: float | None = None) -> Ranks:
     """Join the torchrun group if this process was started by torchrun, else run as rank 0 of 1.
 
     gloo on CPU; on CUDA one group with gloo for CPU tensors and NCCL for CUDA ones, each rank
-    on GPU LOCAL_RANK. Calling it again returns the same Ranks.
+    on GPU LOCAL_RANK. Calling it again returns the same Ranks; after teardown() it starts a new
+    run with an empty ledger.
     """
     global _ranks, _link
     if _ranks is not None:
         return _ranks
+    _ledger.clear()
     device = torch.device(device)
     timeout_s = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S) if timeout_s is None else timeout_s)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -279,7 +281,8 @@ class _Link:
         try:
             dist.all_gather_object(notes, note)
         except Exception as err:  # a rank died between arriving and the exchange
-            raise RankError(None, f"a rank stopped responding while exchanging {name!r} ({_one_line(err)})") from None
+            raise RankError(None, f"a rank stopped responding while exchanging {name!r} "
+                                  f"({_one_line(err)})") from None
         return notes
 
     def _check(self, notes: list, name: str, own_error) -> None:

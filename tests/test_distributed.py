@@ -81,7 +81,8 @@ def equal_work() -> dict:
     loss, acc = distributed.split_map(surface_fn(fm, X, y, plane), grid, name="surface")
     lam = distributed.split_map(curvature_fn(fm, X, y, checkpoints), np.arange(len(checkpoints)),
                                 name="curvature")
-    return {"loss": loss, "acc": acc, "lam": np.stack(lam, axis=1)}
+    one = distributed.split_map(lambda items: items * 10, np.arange(3, 4), name="one item")  # rank 1 gets none
+    return {"loss": loss, "acc": acc, "lam": np.stack(lam, axis=1), "one": one}
 
 
 def failing(scenario: str, rank: int):
@@ -149,8 +150,12 @@ def test_one_process_is_fn_itself_without_a_process_group(monkeypatch):
     assert len(calls) == 1 and calls[0] is items  # the whole input, not a copy of a share
     assert torch.equal(out[0], items.sum(1)) and out[1] == [0.0, 2.0, 4.0, 6.0, 8.0]
     assert not torch.distributed.is_initialized()
-    share = distributed.summary()["shares"][0]
-    assert distributed.summary()["world_size"] == 1 and share["rank"] == 0 and share["work"]["test/one"] == 5
+    summary = distributed.summary()
+    assert summary["world_size"] == 1 and len(summary["shares"]) == 1
+    assert {k: summary["shares"][0][k] for k in ("rank", "items", "work")} == {"rank": 0, "items": 5,
+                                                                               "work": {"test/one": 5}}
+    distributed.teardown()
+    assert distributed.setup("cpu").world_size == 1 and distributed.shares()[0]["work"] == {}  # a new run
     distributed.teardown()
 
 
@@ -172,10 +177,11 @@ def test_two_ranks_equal_one_process(tmp_path):
         np.testing.assert_allclose(got["loss"], loss, rtol=0, atol=1e-6)
         np.testing.assert_array_equal(got["acc"], acc)
         np.testing.assert_allclose(got["lam"], lam, rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(got["one"], [30])
     summary = json.loads((tmp_path / "ranks.json").read_text())
     assert summary["world_size"] == 2
-    assert [s["work"] for s in summary["shares"]] == [{"surface": 219, "curvature": 4},
-                                                      {"surface": 218, "curvature": 3}]
+    assert [s["work"] for s in summary["shares"]] == [{"surface": 219, "curvature": 4, "one item": 1},
+                                                      {"surface": 218, "curvature": 3, "one item": 0}]
     assert all(s["seconds"] >= 0 for s in summary["shares"])
 
 
