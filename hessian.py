@@ -99,16 +99,19 @@ _RECOGNISED = weakref.WeakKeyDictionary()  # FlatModel -> whether it computes a 
 
 @dataclass
 class ReluMLP:
-    """Weights of f(x) = relu(W [x, 1]) . w2 + b2, in float64: Linear -> ReLU -> Linear(1)."""
-    W: torch.Tensor  # (h, d + 1) first layer, bias as the last column
-    w2: torch.Tensor  # (h,)
-    b2: torch.Tensor  # ()
+    """Weights of f(x) = relu(W [x, 1]) . w2 + b2, in float64: Linear -> ReLU -> Linear(1).
+
+    Leading axes (...) hold several weight sets at once (checkpoints solved side by side).
+    """
+    W: torch.Tensor  # (..., h, d + 1) first layer, bias as the last column
+    w2: torch.Tensor  # (..., h)
+    b2: torch.Tensor  # (...)
 
     @classmethod
     def from_theta(cls, theta: torch.Tensor, h: int, d: int) -> "ReluMLP":
-        t = theta.double()
-        W = torch.cat([t[:h * d].view(h, d), t[h * d:h * d + h, None]], dim=1)
-        return cls(W, t[h * d + h:h * d + 2 * h], t[-1])
+        t = theta.double()  # (..., D)
+        W = torch.cat([t[..., :h * d].unflatten(-1, (h, d)), t[..., h * d:h * d + h, None]], dim=-1)
+        return cls(W, t[..., h * d + h:h * d + 2 * h], t[..., -1])
 
     def logits(self, X: torch.Tensor) -> torch.Tensor:
         return torch.relu(X @ self.W[:, :-1].T + self.W[:, -1]) @ self.w2 + self.b2
@@ -143,36 +146,39 @@ def _computes_relu_mlp(fm, h, d, like) -> bool:
 
 
 def _relu_mlp_parts(mlp: ReluMLP, kind: str, X, y):
-    """([X, 1] (n, d+1), d f / d z (n, h), relu(z) (n, h), l'' / n (n,), cross term C (h, d+1)).
+    """([X, 1] (n, d+1), d f / d z (..., n, h), relu(z) (..., n, h), l'' / n (..., n), cross term C (..., h, d+1)).
 
     H = J^T diag(l''/n) J + (1/n) sum_i l'_i d²f_i. ReLU is piecewise linear, so the only second
     derivatives of f couple w2_k with its unit's incoming weights: d²f / dw2_k dW_kj = m_k x_j.
     """
     Xt = torch.cat([X.double(), torch.ones(len(X), 1, dtype=torch.float64, device=X.device)], dim=1)
-    z = Xt @ mlp.W.T  # (n, h) pre-activations
+    z = Xt @ mlp.W.transpose(-1, -2)  # (..., n, h) pre-activations
     mask = (z > 0).double()
-    first, second = LOSS_DERIVATIVES[kind](torch.relu(z) @ mlp.w2 + mlp.b2, y.double())
+    f = (torch.relu(z) @ mlp.w2[..., None]).squeeze(-1) + mlp.b2[..., None]  # (..., n)
+    first, second = LOSS_DERIVATIVES[kind](f, y.double())
     n = len(X)
-    return Xt, mask * mlp.w2, torch.relu(z), second / n, (first[:, None] * mask).T @ Xt / n
+    C = (first[..., None] * mask).transpose(-1, -2) @ Xt / n
+    return Xt, mask * mlp.w2[..., None, :], torch.relu(z), second / n, C
 
 
 def _relu_mlp_operator(mlp: ReluMLP, kind: str, X, y):
-    """v (D,) -> H v in float64 without forming H: two (n, d+1) x (d+1, h) products per call.
+    """v (..., D) -> H v in float64 without forming H: two (n, h) x (h, d+1) products per call.
 
-    At the default MLP it is exact to rounding and ~3x cheaper than an autodiff HVP.
+    With leading axes, each v[j] is multiplied by its own checkpoint's H[j]. At the default MLP it
+    is exact to rounding and ~3x cheaper than an autodiff HVP.
     """
     Xt, wm, act, s, C = _relu_mlp_parts(mlp, kind, X, y)
-    h, d = wm.shape[1], Xt.shape[1] - 1
-
-    wmT, actT = wm.T.contiguous(), act.T.contiguous()
+    h, d = wm.shape[-1], Xt.shape[1] - 1
+    wmT, actT = wm.transpose(-1, -2).contiguous(), act.transpose(-1, -2).contiguous()
 
     def matvec(v: torch.Tensor) -> torch.Tensor:
-        V = torch.cat([v[:h * d].view(h, d), v[h * d:h * d + h, None]], dim=1)  # (h, d+1)
-        u2 = v[h * d + h:h * d + 2 * h]
+        V = torch.cat([v[..., :h * d].unflatten(-1, (h, d)), v[..., h * d:h * d + h, None]], dim=-1)
+        u2 = v[..., h * d + h:h * d + 2 * h, None]  # (..., h, 1)
         # sum_k wm_ik (V x_i)_k = x_i . (wm_i V): the elementwise work is (n, d+1), not (n, h)
-        g = s * (((wm @ V) * Xt).sum(1) + act @ u2 + v[-1])  # (n,) l'' J v
-        O = wmT @ (g[:, None] * Xt) + C * u2[:, None]  # (h, d+1)
-        return torch.cat([O[:, :d].reshape(-1), O[:, d], actT @ g + (C * V).sum(1), g.sum()[None]])
+        g = s * (((wm @ V) * Xt).sum(-1) + (act @ u2).squeeze(-1) + v[..., -1:])  # (..., n) l'' J v
+        O = wmT @ (g[..., None] * Xt) + C * u2  # (..., h, d+1)
+        return torch.cat([O[..., :d].flatten(-2), O[..., d], (actT @ g[..., None]).squeeze(-1)
+                          + (C * V).sum(-1), g.sum(-1, keepdim=True)], dim=-1)
     return matvec
 
 
