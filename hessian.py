@@ -476,3 +476,25 @@ def eigen_ratio_map(fm, X, y, plane, alphas, betas, method: str = "auto", progre
         ratio = np.abs(lam_min / lam_max)
     return np.where(lam_max != 0, ratio, np.nan).reshape(aa.shape)
 
+
+
+# ---------------------------------------------------------------- estimators that live in spectrum.py
+
+def trace(fm, X, y, theta: torch.Tensor, n_probes: int = 100, seed: int = 0, exact: bool | None = None) -> tuple:
+    """(estimate, standard error) of tr H by Hutchinson, exact for small D: spectrum.trace."""
+    import spectrum  # spectrum builds on this module
+    return spectrum.trace(fm, X, y, theta, n_probes, seed, exact)
+
+
+def top_eigenpairs(fm, X, y, theta: torch.Tensor, k: int = 2, method: str = "auto", tol: float = LANCZOS_TOL,
+                   seed: int = 0) -> tuple:
+    """The k largest eigenvalues (k,) and unit eigenvectors (k, D): spectrum.top_eigenpairs."""
+    import spectrum
+    return spectrum.top_eigenpairs(fm, X, y, theta, k, method, tol, seed)
+
+
+def spectral_density(fm, X, y, theta: torch.Tensor, n_probes: int = 10, n_steps: int = 80, grid=None,
+                     sigma: float | None = None, seed: int = 0) -> tuple:
+    """(grid, density) by stochastic Lanczos quadrature: spectrum.spectral_density."""
+    import spectrum
+    return spectrum.spectral_density(fm, X, y, theta, n_probes, n_steps, grid, sigma, seed)

@@ -239,7 +239,7 @@ def test_multiclass_cross_entropy_extremes_against_the_float64_hessian(method):
 def test_top_eigenpairs_are_the_float64_top_eigenvectors(trained_mlp, tiny_data, method):
     fm, run = trained_mlp
     X, y = tiny_data.X, tiny_data.y
-    values, vectors = spectrum.top_eigenpairs(fm, X, y, run.final, k=3, method=method)
+    values, vectors = hessian.top_eigenpairs(fm, X, y, run.final, k=3, method=method)  # via spectrum
     ref_values, ref_vectors = reference_eigh(fm, X, y, run.final)
     assert values.shape == (3,) and vectors.shape == (3, fm.dim) and vectors.dtype == run.final.dtype
     assert np.allclose(values.numpy(), ref_values.flip(0)[:3].numpy(), rtol=1e-5)
@@ -257,6 +257,7 @@ def test_trace_exact_and_hutchinson_against_the_float64_hessian(trained_mlp, tin
     estimate, error = spectrum.trace(fm, X, y, run.final, n_probes=400, seed=1, exact=False)
     assert 0 < error < 0.2 * abs(exact) and abs(estimate - exact) < 4 * error
     assert spectrum.trace(fm, X, y, run.final, n_probes=400, seed=1, exact=False) == (estimate, error)
+    assert hessian.trace(fm, X, y, run.final, n_probes=400, seed=1, exact=False) == (estimate, error)
 
 
 def test_spectral_density_matches_the_broadened_exact_spectrum(trained_mlp, tiny_data):
