@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from models import finish_metric, loss_terms, metric_sum
+from models import finish_metric, summed_loss_and_metric
 from plane_model import PlaneModel, find_structure
 from projection import Plane, check_points
 
@@ -65,7 +65,7 @@ def evaluate_points(fm, X, y, plane: Plane, coords, chunk: int | None = None):
     A model whose first layer is Linear, alone or as Linear -> ReLU -> Linear (however spelled),
     takes a closed-form path (plane_model); any other is evaluated in batches of full weight
     vectors, chunk grid points at a time (default: from the cache size). Both sum
-    models.loss_terms / metric_sum over fm.sample_batches, so eval_batch_size gives the same numbers.
+    models.summed_loss_and_metric over fm.sample_batches, so eval_batch_size gives the same numbers.
     """
     if plane.center.shape[0] != fm.dim:
         raise ValueError(f"the plane has {plane.center.shape[0]} weights, the model {fm.dim}")
@@ -86,8 +86,9 @@ def evaluate_points(fm, X, y, plane: Plane, coords, chunk: int | None = None):
             for index, logits in blocks:  # logits (K, n, C) at coords[index]
                 logits = _shaped(logits, fm.loss_kind)
                 index = torch.as_tensor(index, device=fm.device)
-                loss_sum[index] += loss_terms(fm.loss_kind, logits, y[batch]).sum(dim=-1).double()
-                metric_sum_[index] += metric_sum(fm.loss_kind, logits, y[batch]).double()
+                loss_part, metric_part = summed_loss_and_metric(fm.loss_kind, logits, y[batch])
+                loss_sum[index] += loss_part.double()
+                metric_sum_[index] += metric_part.double()
         loss = (loss_sum / len(X)).to(X.dtype)
         metric = finish_metric(fm.loss_kind, metric_sum_, y.double()).float()
     return loss.cpu().numpy(), metric.cpu().numpy()

@@ -184,7 +184,7 @@ def run_pipeline(cfg: config.Config, use_cache: bool = True, dataset=None, modul
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)  # tiny matrices: extra threads mostly wait on each other
     ranks = distributed.setup(device)
-    writer = distributed.is_writer()
+    device, writer = ranks.device, distributed.is_writer()  # under torchrun on GPUs: this rank's own GPU
     stages = Stages(quiet=not writer)
     if writer:
         remove_partial_files(cfg.output_dir)
@@ -219,7 +219,7 @@ def run_pipeline(cfg: config.Config, use_cache: bool = True, dataset=None, modul
         return {}
     # 3. figures, animations, pages, summary (rank 0 only)
     results = dict(cfg=cfg, runs=runs, scapes=scapes, curvature=curvature, embeddings=embeddings, lines=lines,
-                   fms=fms, main=main_model_key(cfg), data=dataset, ranks=distributed.shares())
+                   fms=fms, main=main_model_key(cfg), data=dataset, ranks=distributed.summary())
     written = stages.run("figures", gallery.write_figures, cfg.output_dir, results)
     if config.wants(cfg, "gifs"):
         written += stages.run("animations", gallery.write_animations, cfg.output_dir, results)
@@ -296,7 +296,8 @@ def _run(cfg, use_cache: bool) -> int:
         print("interrupted: finished files are intact, unfinished ones were not written", file=sys.stderr)
         return 130
     except (config.ConfigError, distributed.RankError) as err:  # a bad file, a full disk, a dead rank
-        print(f"error: {err}", file=sys.stderr)
+        if distributed.is_writer() or getattr(err, "rank", None) == distributed.current().rank:
+            print(f"error: {err}", file=sys.stderr)  # once: by rank 0, or by the rank that failed
         return 2
     finally:
         distributed.teardown()

@@ -174,3 +174,15 @@ def test_user_model_problems_are_one_config_error_naming_the_file(tmp_path, sour
     assert "\n" not in str(info.value)
     import models
     assert hasattr(models, "FlatModel")  # the project's models module was not replaced
+
+
+@pytest.mark.parametrize("kind, shape", [("bce", (7, 50)), ("ce", (7, 50, 4)), ("mse", (7, 50))])
+def test_summed_loss_and_metric_equal_the_per_sample_definitions(kind, shape):
+    from models import loss_terms, metric_sum, summed_loss_and_metric
+    g = torch.Generator().manual_seed(3)
+    logits = 3 * torch.randn(shape, generator=g, dtype=torch.float64)
+    y = {"bce": torch.randint(0, 2, (50,), generator=g).double(), "ce": torch.randint(0, 4, (50,), generator=g),
+         "mse": torch.randn(50, generator=g, dtype=torch.float64)}[kind]
+    loss, metric = summed_loss_and_metric(kind, logits, y)
+    assert torch.allclose(loss, loss_terms(kind, logits, y).sum(dim=-1), rtol=1e-12)
+    assert torch.allclose(metric, metric_sum(kind, logits, y).double(), rtol=1e-12)
