@@ -164,21 +164,31 @@ def _relu_mlp_parts(mlp: ReluMLP, kind: str, X, y):
 def _relu_mlp_operator(mlp: ReluMLP, kind: str, X, y):
     """v (..., D) -> H v in float64 without forming H: two (n, h) x (h, d+1) products per call.
 
-    With leading axes, each v[j] is multiplied by its own checkpoint's H[j]. At the default MLP it
-    is exact to rounding and ~3x cheaper than an autodiff HVP.
+    With leading axes, each v[j] is multiplied by its own checkpoint's H[j]. Exact to rounding.
+    On the CPU the products run in numpy on the same memory: its per-call overhead is a third of
+    torch's, which made a product 3x faster at D=385 and 2.5x at D=1025 (measured side by side).
     """
-    Xt, wm, act, s, C = _relu_mlp_parts(mlp, kind, X, y)
-    h, d = wm.shape[-1], Xt.shape[1] - 1
-    wmT, actT = wm.transpose(-1, -2).contiguous(), act.transpose(-1, -2).contiguous()
+    parts = _relu_mlp_parts(mlp, kind, X, y)
+    if parts[0].device.type != "cpu":
+        return _relu_mlp_product(parts, torch.cat)
+    product = _relu_mlp_product(tuple(p.numpy() for p in parts), np.concatenate)
+    return lambda v: torch.from_numpy(product(v.numpy()))
 
-    def matvec(v: torch.Tensor) -> torch.Tensor:
-        V = torch.cat([v[..., :h * d].unflatten(-1, (h, d)), v[..., h * d:h * d + h, None]], dim=-1)
+
+def _relu_mlp_product(parts, cat):
+    """The product of _relu_mlp_operator on torch tensors or numpy arrays alike (cat joins them)."""
+    Xt, wm, act, s, C = parts
+    h, d = wm.shape[-1], Xt.shape[1] - 1
+    wmT, actT = wm.swapaxes(-1, -2), act.swapaxes(-1, -2)
+
+    def matvec(v):
+        V = cat([v[..., :h * d].reshape(*v.shape[:-1], h, d), v[..., h * d:h * d + h, None]], -1)  # (..., h, d+1)
         u2 = v[..., h * d + h:h * d + 2 * h, None]  # (..., h, 1)
         # sum_k wm_ik (V x_i)_k = x_i . (wm_i V): the elementwise work is (n, d+1), not (n, h)
         g = s * (((wm @ V) * Xt).sum(-1) + (act @ u2).squeeze(-1) + v[..., -1:])  # (..., n) l'' J v
         O = wmT @ (g[..., None] * Xt) + C * u2  # (..., h, d+1)
-        return torch.cat([O[..., :d].flatten(-2), O[..., d], (actT @ g[..., None]).squeeze(-1)
-                          + (C * V).sum(-1), g.sum(-1, keepdim=True)], dim=-1)
+        return cat([O[..., :d].reshape(*O.shape[:-2], h * d), O[..., d], (actT @ g[..., None]).squeeze(-1)
+                    + (C * V).sum(-1), g.sum(-1)[..., None]], -1)
     return matvec
 
 

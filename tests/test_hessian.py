@@ -291,3 +291,19 @@ def test_spectrum_estimators_are_nan_on_a_non_finite_hessian():
     X, y, theta = torch.ones(4, 5), torch.zeros(4), torch.zeros(5)
     assert np.isnan(spectrum.trace(fm, X, y, theta, exact=False)[0])
     assert np.isnan(spectrum.spectral_density(fm, X, y, theta, n_probes=2, n_steps=3)[1]).all()
+
+
+def test_closed_form_products_in_torch_and_numpy_batched_over_checkpoints(trained_mlp, tiny_data):
+    """The CPU path multiplies in numpy, a GPU one in torch: both equal the float64 Hessian, per checkpoint."""
+    fm, run = trained_mlp
+    X, y = tiny_data.X, tiny_data.y
+    (h, d), thetas = fm.layout[0].shape, run.params[[0, 15, 30]]  # (3, D)
+    V = torch.randn(3, fm.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = torch.stack([torch.func.hessian(as_float64(fm).loss)(t.double(), X.double(), y.double()) @ v
+                            for t, v in zip(thetas, V)])
+    parts = hessian._relu_mlp_parts(hessian.ReluMLP.from_theta(thetas, h, d), fm.loss_kind, X, y)
+    assert torch.allclose(hessian._relu_mlp_product(parts, torch.cat)(V), expected, atol=1e-12)
+    numpy_product = hessian._relu_mlp_product(tuple(p.numpy() for p in parts), np.concatenate)
+    assert np.allclose(numpy_product(V.numpy()), expected.numpy(), atol=1e-12)
+    single = hessian.operator(fm, X, y, thetas[1])[0]
+    assert torch.allclose(single(V[1]), expected[1], atol=1e-12)
