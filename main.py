@@ -160,7 +160,8 @@ def compute_curvature(cfg, cache, dataset, runs, scapes, fms) -> dict:
     run, fm = runs[main_key][0], stages.plane_model(fms[main_key], runs[main_key][0], -1)
     if config.wants(cfg, "spectrum"):
         extras = stages.curvature_extras(cache, fm, dataset, run, cfg)
-        span = (scapes[main_key].surface.alphas, scapes[main_key].surface.betas)  # the PCA plane's own grid
+        grid = scapes[main_key].surface  # the PCA plane's extent, centred on θ*
+        span = (grid.alphas - grid.alphas.mean(), grid.betas - grid.betas.mean())
         curvature["extras"] = extras
         scapes["hessian_top2"] = stages.eigen_landscape(cache, fm, dataset, run, extras, span, cfg)
     if cfg.curvature_resolution and config.wants(cfg, "eigen_ratio"):
