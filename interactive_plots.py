@@ -14,7 +14,8 @@ from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
 import findings
 from outputs import write_text
-from plot_style import CURVE_CAP, finite_prefix, line_pieces, loss_scale, on_mask, run_colour, shadow_label
+from plot_style import (CURVE_CAP, finite_prefix, line_pieces, loss_scale, on_mask, run_colour, shadow_label,
+                        view_azimuth)
 
 ASSET_DIR = "assets"
 MAX_SLIDER_STEPS = 101  # more steps than this are subsampled, first and last kept
@@ -72,9 +73,11 @@ def _compact(values, digits: int = 5) -> np.ndarray:
     return (np.round(values * scale) / scale).astype(np.float32)  # NaN stays NaN
 
 
-def _surface_trace(surface, scale, loss_name: str = "training loss") -> go.Surface:
+def _surface_trace(surface, scale, loss_name: str = "training loss", floor: float | None = None) -> go.Surface:
     """The surface coloured on `scale` = (levels, is_log), the PNG's: on a log scale the colours map
-    log10(loss) and the colour bar's ticks are round losses (1, 2, 5 x 10^k), as in the PNG."""
+    log10(loss) and the colour bar's ticks are round losses (1, 2, 5 x 10^k), as in the PNG. With a
+    floor (a path lies on it), its contour lines are projected onto the scene's bottom, the floor: the
+    map a shadow is drawn on."""
     z = np.where(np.isfinite(surface.loss), surface.loss, np.nan)  # NaN cells are left as holes
     levels, is_log = scale
     bar = dict(title=loss_name + (", log scale" if is_log else ""), len=0.75)
@@ -85,6 +88,10 @@ def _surface_trace(surface, scale, loss_name: str = "training loss") -> go.Surfa
         bar.update(tickvals=np.log10(ticks).tolist(), ticktext=[f"{v:g}" for v in ticks])
         colour = dict(surfacecolor=_compact(np.log10(np.clip(z, levels[0], None))), cmin=np.log10(levels[0]),
                       cmax=np.log10(levels[-1]))
+    if floor is not None:
+        finite = z[np.isfinite(z)]
+        colour["contours"] = dict(z=dict(show=True, project_z=True, color="rgba(40, 40, 40, 0.55)", width=1,
+                                         start=finite.min(), end=finite.max(), size=np.ptp(finite) / 12))
     return go.Surface(x=_compact(surface.alphas), y=_compact(surface.betas), z=_compact(z), colorscale="Viridis",
                       opacity=0.92, colorbar=bar, name="loss surface", **colour,
                       hovertemplate="a %{x:.3f}<br>b %{y:.3f}<br>surface loss %{z:.4g}<extra></extra>")
@@ -102,12 +109,30 @@ def _lift(surface) -> float:
     return 0.01 * float(np.ptp(finite)) if finite.size else 0.0  # paths float just above their facets
 
 
+EYE = 1.77  # the camera's distance in the x-y plane, in box units
+FLOOR_INK = "#333333"  # a path on the pale floor of the single-run page: white would vanish there
+FLOOR_DROP = 0.35  # the floor lies this share of the surface's range below its minimum, as in the 3D PNG
+
+
+def _floor(surface) -> float:
+    """Height of the floor a shadow lies on, below the surface: seen from above, much of a path on it
+    shows beside the surface rather than behind it."""
+    finite = surface.loss[np.isfinite(surface.loss)]
+    low = finite.min() - FLOOR_DROP * np.ptp(finite) if finite.size else 0.0
+    return float(_compact([low])[0])
+
+
+OFF_HOVER = "shadow: off the plane, drawn on the floor<br>(the surface is not its loss here)"
+
+
 def _hover(steps, true_losses, drawn, accuracies=None, lam_max=None, label=None, on_surface=True) -> list:
+    """One hover text per checkpoint; on_surface: a bool for all or a (T,) mask. A checkpoint off the
+    plane says so and gives no surface value, which is not its loss."""
+    on = np.broadcast_to(np.asarray(on_surface, dtype=bool), (len(steps),))
     rows = []
     for k in range(len(steps)):
-        text = (f"{label}<br>" if label else "") + f"epoch {int(steps[k])}<br>true loss {true_losses[k]:.4f}"
-        if on_surface:  # a shadow's surface value is not its loss: not shown
-            text += f"<br>surface loss {drawn[k]:.4f}"
+        text = (f"{label}<br>" if label else "") + f"epoch {int(steps[k])}<br>recorded loss {true_losses[k]:.4f}"
+        text += f"<br>on the surface: surface loss {drawn[k]:.4f}" if on[k] else f"<br>{OFF_HOVER}"
         if accuracies is not None:
             text += f"<br>accuracy {accuracies[k]:.3f}"
         if lam_max is not None and np.isfinite(lam_max[k]):
@@ -116,41 +141,62 @@ def _hover(steps, true_losses, drawn, accuracies=None, lam_max=None, label=None,
     return rows
 
 
-def _scene(surface, loss_name: str = "training loss") -> dict:
-    labels = surface.plane.axis_labels()
+def _scene(surface, loss_name: str = "training loss", floor: float | None = None) -> dict:
+    """Axes and camera; with a floor, the z axis starts at it, so the projected contours lie on it. The
+    camera faces the surface's low side, as the PNG and GIF do: a path in the valley is not behind a ridge."""
+    labels, azim = surface.plane.axis_labels(), np.radians(view_azimuth(surface.loss))
     no_spikes = dict(showspikes=False)  # the hover box already gives the numbers; spike lines only clutter
+    finite = surface.loss[np.isfinite(surface.loss)]
+    z_range = {} if floor is None or not finite.size else dict(
+        range=[floor, finite.max() + 2 * _lift(surface)],  # no tick on the floor: no loss is drawn at its height
+        tickvals=[v for v in ticker.MaxNLocator(6).tick_values(finite.min(), finite.max())
+                  if finite.min() <= v <= finite.max()])
     return dict(xaxis=dict(no_spikes, title=labels[0]), yaxis=dict(no_spikes, title=labels[1]),
-                zaxis=dict(no_spikes, title=loss_name),
-                camera=dict(eye=dict(x=1.25, y=-1.25, z=0.8), center=dict(x=0, y=0, z=-0.12)),
+                zaxis=dict(no_spikes, title=loss_name, **z_range),
+                camera=dict(eye=dict(x=EYE * np.cos(azim), y=EYE * np.sin(azim), z=0.8), center=dict(x=0, y=0, z=-0.12)),
                 aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.7))
 
 
 def surface_figure(surface, coords, path_surface_loss, true_losses, accuracies, steps, title,
-                   lam_max=None, lam_steps=None, loss_name: str = "training loss") -> go.Figure:
-    """3D surface, the path on it (hover: epoch, recorded and surface loss, accuracy, λmax) and a
-    marker that an epoch slider and a play button move. Only the marker is in the frames."""
-    coords, drawn = np.asarray(coords, float), np.asarray(path_surface_loss, float)
+                   lam_max=None, lam_steps=None, loss_name: str = "training loss", drawn="surface",
+                   residual_mean: float | None = None) -> go.Figure:
+    """3D surface, the path (hover: epoch, recorded loss, surface loss where it is the path's, accuracy,
+    λmax) and a marker that an epoch slider and a play button move. Only the marker is in the frames.
+
+    drawn: "surface", "shadow" or a (T,) bool mask, True where the surface is the checkpoint's loss:
+    those checkpoints are lifted onto the surface (solid), the rest lie dashed on the floor (the
+    surface's minimum), as on the runs pages; the marker follows. residual_mean: the legend's "% off plane".
+    """
+    coords, path_loss = np.asarray(coords, float), np.asarray(path_surface_loss, float)
     steps, true_losses = np.asarray(steps), np.asarray(true_losses, float)
+    on = on_mask(drawn, len(coords))
     lam = None
     if lam_max is not None:  # eigenvalues may exist at every k-th checkpoint only
         lam = np.full(len(steps), np.nan)
         lam[np.searchsorted(steps, np.asarray(lam_steps if lam_steps is not None else steps))] = lam_max
-    z, hover = drawn + _lift(surface), _hover(steps, true_losses, drawn, accuracies, lam)
-    path = go.Scatter3d(x=_compact(coords[:, 0]), y=_compact(coords[:, 1]), z=_compact(z), mode="lines+markers",
-                        line=dict(color="white", width=7), marker=dict(size=2, color="white"), name="path",
-                        text=hover, hoverinfo="text")
+    floor = None if on.all() else _floor(surface)
+    z = np.where(on, path_loss + _lift(surface), floor)  # (T,) a shadow point is never lifted
+    hover = _hover(steps, true_losses, path_loss, accuracies, lam, on_surface=on)
+    x, y = _compact(coords[:, 0]), _compact(coords[:, 1])
+    shadow = shadow_label("path", drawn if isinstance(drawn, str) else on, residual_mean, steps=steps)
+    names = {True: "path" if on.all() else "path on the surface", False: f"{shadow}: on the floor"}
+    # white reads on viridis; on the pale floor a dark dash does
+    path = _path_traces(x, y, _compact(z), on, np.array(hover), ("white", FLOOR_INK), names, floor, widths=(7, 5),
+                        mode="lines+markers")
+    path += _connectors(x, y, _compact(z), on, floor)
     start = go.Scatter3d(x=[coords[0, 0]], y=[coords[0, 1]], z=[z[0]], mode="markers", name="start",
                          marker=dict(size=6, color="white", line=dict(color="black", width=2)), hoverinfo="skip")
     marker = go.Scatter3d(x=[coords[-1, 0]], y=[coords[-1, 1]], z=[z[-1]], mode="markers", name="epoch marker",
                           marker=dict(size=8, color="#D55E00", line=dict(color="black", width=2)),
                           text=[hover[-1]], hoverinfo="text")
-    fig = go.Figure([_surface_trace(surface, page_scale(surface, [true_losses]), loss_name), path, start, marker])
+    fig = go.Figure([_surface_trace(surface, page_scale(surface, [true_losses]), loss_name, floor), *path, start,
+                     marker])
     shown = np.unique(np.round(np.linspace(0, len(steps) - 1, min(len(steps), MAX_SLIDER_STEPS))).astype(int))
-    fig.frames = [go.Frame(name=str(int(steps[i])), traces=[3],
+    fig.frames = [go.Frame(name=str(int(steps[i])), traces=[len(fig.data) - 1],  # the marker, the last trace
                            data=[go.Scatter3d(x=[coords[i, 0]], y=[coords[i, 1]], z=[z[i]], text=[hover[i]])])
                   for i in shown]
     _add_player(fig, [str(int(steps[i])) for i in shown])
-    fig.update_layout(title=title, scene=_scene(surface, loss_name), margin=dict(l=0, r=0, t=50, b=20),  # b: ticks
+    fig.update_layout(title=title, scene=_scene(surface, loss_name, floor), margin=dict(l=0, r=0, t=50, b=20),  # b: ticks
                       legend=LEGEND)
     return fig
 
@@ -173,10 +219,11 @@ def _add_player(fig: go.Figure, names: list) -> None:
 
 
 def surface_page(surface, coords, path_surface_loss, true_losses, accuracies, steps, path, title,
-                 lam_max=None, lam_steps=None, loss_name: str = "training loss") -> Path:
+                 lam_max=None, lam_steps=None, loss_name: str = "training loss", drawn="surface",
+                 residual_mean: float | None = None) -> Path:
     """logistic_3d.html / mlp_3d.html: see surface_figure."""
     return write_page(surface_figure(surface, coords, path_surface_loss, true_losses, accuracies, steps, title,
-                                     lam_max, lam_steps, loss_name), path, title)
+                                     lam_max, lam_steps, loss_name, drawn, residual_mean), path, title)
 
 
 @dataclass
@@ -205,11 +252,12 @@ def runs_figure(surface, runs, title, loss_name: str = "training loss") -> go.Fi
     """
     runs = [as_page_run(run) for run in runs]
     scale = page_scale(surface, [run.true_losses for run in runs])
-    fig, lift = go.Figure([_surface_trace(surface, scale, loss_name)]), _lift(surface)
-    floor = float(np.nanmin(np.where(np.isfinite(surface.loss), surface.loss, np.nan)))
+    shadow = any(not on_mask(run.drawn, len(run.coords)).all() for run in runs)
+    floor = _floor(surface) if shadow else None
+    fig, lift = go.Figure([_surface_trace(surface, scale, loss_name, floor)]), _lift(surface)
     for k, run in enumerate(runs):
         fig.add_traces(_run_traces(run, run.colour or run_colour(k), lift, floor))
-    fig.update_layout(title=title, scene=_scene(surface, loss_name), margin=dict(l=0, r=0, t=50, b=0),
+    fig.update_layout(title=title, scene=_scene(surface, loss_name, floor), margin=dict(l=0, r=0, t=50, b=0),
                       legend=dict(LEGEND, title="click a run to hide or show it"))
     return fig
 
@@ -229,17 +277,42 @@ def _run_traces(run: PageRun, colour, lift, floor) -> list:
     hover = np.array([_hover([k], true_losses[k:k + 1], drawn[k:k + 1], label=label, on_surface=bool(on[k]))[0]
                       for k in range(T)])
     x, y, z = _compact(coords[:, 0]), _compact(coords[:, 1]), _compact(np.where(on, drawn + lift, floor))
-    bottom = _compact([floor])[0]  # a dashed piece lies wholly on the floor, joins to the surface included
-    traces = [go.Scatter3d(x=x[lo:hi], y=y[lo:hi], z=z[lo:hi] if piece_on else np.full(hi - lo, bottom),
-                           mode="lines", name=label, legendgroup=run.label, showlegend=k == 0, text=hover[lo:hi],
-                           hoverinfo="text", line=dict(color=colour, width=6 if piece_on else 4,
-                                                       dash="solid" if piece_on else "dash"))
-              for k, (lo, hi, piece_on) in enumerate(line_pieces(on))]
+    traces = _path_traces(x, y, z, on, hover, (colour, colour), {True: label, False: label}, floor, widths=(6, 4),
+                          mode="lines", legendgroup=run.label)
     ends = go.Scatter3d(x=x[[0, -1]], y=y[[0, -1]], z=z[[0, -1]], mode="markers", legendgroup=run.label,
                         showlegend=False, text=hover[[0, -1]], hoverinfo="text",
                         marker=dict(size=[5, 8], symbol=["circle", "diamond"], color=colour,
                                     line=dict(color="black", width=1)))
     return traces + [ends]
+
+
+def _path_traces(x, y, z, on, hover, colours, names, floor, widths, **common) -> list:
+    """One Scatter3d per piece of plot_style.line_pieces(on): solid at z where on, dashed wholly on the
+    floor elsewhere (its joins to the surface included), the solid pieces listed first in the legend.
+    colours, widths (px): (solid, dashed); names {True: solid, False: dashed}: each name enters the
+    legend once; common: further Scatter3d fields."""
+    traces, named = [], set()
+    for lo, hi, piece_on in line_pieces(on):
+        colour, width = colours[not piece_on], widths[not piece_on]
+        traces.append(go.Scatter3d(x=x[lo:hi], y=y[lo:hi], z=z[lo:hi] if piece_on else np.full(hi - lo, floor),
+                                   name=names[piece_on], showlegend=names[piece_on] not in named, text=hover[lo:hi],
+                                   hoverinfo="text", legendrank=998 + (not piece_on), marker=dict(size=2, color=colour),
+                                   line=dict(color=colour, width=width, dash="solid" if piece_on else "dash"), **common))
+        named.add(names[piece_on])
+    return traces
+
+
+def _connectors(x, y, z, on, floor) -> list:
+    """A dotted vertical line from the floor up to each checkpoint on the surface next to one off it
+    (where the path switches), as in the 3D PNG; none when the path never switches."""
+    at = np.flatnonzero(on & ~(np.r_[True, on[:-1]] & np.r_[on[1:], True]))
+    if not at.size:
+        return []
+    column = lambda v: np.c_[v, v, np.full(len(v), np.nan)].ravel()  # noqa: E731  a, a, gap per connector
+    return [go.Scatter3d(x=column(x[at]), y=column(y[at]), z=np.c_[np.full(len(at), floor), z[at],
+                                                                    np.full(len(at), np.nan)].ravel(),
+                         mode="lines", line=dict(color=FLOOR_INK, width=3, dash="dot"), showlegend=False,
+                         hoverinfo="skip", name="where the path joins the surface")]
 
 
 def runs_page(surface, runs, path, title, loss_name: str = "training loss") -> Path:

@@ -127,6 +127,15 @@ def test_a_truncated_asset_is_repaired_before_a_page_uses_it(scene, tmp_path):
     assert not list(tmp_path.rglob(".partial-*"))  # the temporary file was renamed into place
 
 
+def floor_of(surface):
+    """The floor a shadow lies on, from its definition: 0.35 of the surface's range below its minimum."""
+    return surface.loss.min() - 0.35 * np.ptp(surface.loss)
+
+
+def on_floor(values, floor) -> bool:
+    return bool(np.allclose(np.asarray(values, float), floor, rtol=1e-4, atol=1e-6))
+
+
 def test_a_shadow_run_lies_dashed_on_the_floor_in_its_own_colour(scene):
     surface, coords, drawn, true, acc, steps = scene
     runs = [(coords, drawn, true, "SGD", "surface", "#0072B2"),
@@ -138,7 +147,7 @@ def test_a_shadow_run_lies_dashed_on_the_floor_in_its_own_colour(scene):
     np.testing.assert_allclose(surface_path.z, drawn + ip._lift(surface), rtol=1e-4)  # on the surface
     assert shadow_path.name == "Adam (shadow: 40 % off plane)" and shadow_path.line.dash == "dash"
     assert shadow_path.line.color == "#D55E00" and shadow_ends.marker.color == "#D55E00"
-    assert set(shadow_path.z) == {np.nanmin(fig.data[0].z)}  # the surface's lowest point: the floor, never lifted
+    assert on_floor(shadow_path.z, floor_of(surface)) and on_floor(fig.layout.scene.zaxis.range[0], floor_of(surface))
     assert "surface loss" not in shadow_path.text[0] and "surface loss" in surface_path.text[0]
     with pytest.raises(ValueError, match="drawn"):
         ip.runs_figure(surface, [(coords, drawn, true, "x", "lifted")], "t")
@@ -194,10 +203,57 @@ def test_a_run_partly_off_its_plane_is_lifted_only_where_the_surface_is_its_loss
     mask = np.arange(21) >= 15  # checkpoints 0-14 leave the plane
     fig = ip.runs_figure(surface, [ip.PageRun(coords, drawn, true, "SGD", mask, "#0072B2")], "t")
     off, on, ends = fig.data[1:]
-    floor = np.nanmin(fig.data[0].z)
+    floor = floor_of(surface)
     assert (off.line.dash, on.line.dash) == ("dash", "solid") and off.showlegend and not on.showlegend
     assert off.name == "SGD (dashed: shadow, epochs 0–14 off the plane)" == on.name
-    assert len(off.x) == 16 and set(off.z) == {floor}  # 0-14 and the join to checkpoint 15, on the floor
+    assert len(off.x) == 16 and on_floor(off.z, floor)  # 0-14 and the join to checkpoint 15, on the floor
     np.testing.assert_allclose(on.z, drawn[15:] + ip._lift(surface), rtol=1e-4)
-    assert ends.z[0] == floor and ends.z[1] == pytest.approx(drawn[-1] + ip._lift(surface), rel=1e-4)
+    assert on_floor(ends.z[0], floor) and ends.z[1] == pytest.approx(drawn[-1] + ip._lift(surface), rel=1e-4)
     assert "surface loss" not in off.text[0] and "surface loss" in on.text[0]
+
+
+def test_the_single_run_page_lifts_only_checkpoints_on_the_surface_and_so_does_its_marker(scene):
+    surface, coords, drawn, true, acc, steps = scene
+    mask = np.arange(21) >= 8  # checkpoints 0-7 leave the plane
+    fig = ip.surface_figure(surface, coords, drawn, true, acc, steps, "t", drawn=mask, residual_mean=0.1)
+    lifted, floor = drawn + ip._lift(surface), floor_of(surface)
+    off, on, connector, start, marker = fig.data[1:]
+    assert (off.line.dash, on.line.dash, connector.line.dash) == ("dash", "solid", "dot")
+    assert off.name == "path (dashed: shadow, epochs 0–7 off the plane): on the floor"
+    assert on.name == "path on the surface" and marker.name == "epoch marker"
+    points = [(x, z) for trace in (off, on) for x, z in zip(trace.x, trace.z)]
+    raised = sorted({x for x, z in points if not on_floor(z, floor)})  # every point drawn above the floor
+    np.testing.assert_allclose(raised, np.sort(coords[mask, 0]), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(on.z, lifted[8:], rtol=1e-4)
+    assert len(off.z) == 9 and on_floor(off.z, floor)  # 0-7 and the join to checkpoint 8, all on the floor
+    np.testing.assert_allclose(connector.x[:2], coords[8, 0], rtol=1e-4)
+    assert on_floor(connector.z[0], floor) and connector.z[1] == pytest.approx(lifted[8], rel=1e-4)
+    assert on_floor(start.z[0], floor) and marker.z[0] == pytest.approx(lifted[-1], rel=1e-4)
+    assert all(frame.traces == (5,) for frame in fig.frames)  # the slider moves the marker, the last trace
+    for frame, k in zip(fig.frames, range(21)):
+        assert np.isclose(frame.data[0].z[0], lifted[k] if mask[k] else floor, rtol=1e-4), k
+    assert f"recorded loss {true[3]:.4f}" in off.text[3] and "shadow: off the plane" in off.text[3]
+    assert "surface loss" not in off.text[3] and f"on the surface: surface loss {drawn[9]:.4f}" in on.text[1]
+    assert "shadow: off the plane" in fig.frames[3].data[0].text[0]
+
+
+def test_the_single_run_page_drawn_surface_or_shadow(scene):
+    surface, coords, drawn, true, acc, steps = scene
+    lifted = ip.surface_figure(surface, coords, drawn, true, acc, steps, "t", drawn="surface")
+    assert [trace.name for trace in lifted.data[1:]] == ["path", "start", "epoch marker"]
+    np.testing.assert_allclose(lifted.data[1].z, drawn + ip._lift(surface), rtol=1e-4)
+    assert lifted.layout.scene.zaxis.range is None and lifted.data[0].contours.z.show is None  # no floor
+    shadow = ip.surface_figure(surface, coords, drawn, true, acc, steps, "t", drawn="shadow", residual_mean=0.3)
+    path, start, marker = shadow.data[1:]
+    assert path.name == "path (shadow: 30 % off plane): on the floor" and path.line.dash == "dash"
+    assert on_floor([*path.z, start.z[0], marker.z[0]], floor_of(surface))
+    assert shadow.data[0].contours.z.project.z  # the contour map the shadow lies on
+    with pytest.raises(ValueError, match="drawn"):
+        ip.surface_figure(surface, coords, drawn, true, acc, steps, "t", drawn=np.ones(20, bool))
+
+
+def test_the_camera_faces_the_surfaces_low_side(scene):
+    surface, coords, drawn, true, acc, steps = scene
+    surface.loss = surface.loss + 5 * np.linspace(1, 0, 12)[None, :]  # (B, A): lowest at the largest a
+    eye = ip.surface_figure(surface, coords, drawn, true, acc, steps, "t").layout.scene.camera.eye
+    assert eye.x > abs(eye.y)  # looking from +a, over the low half
