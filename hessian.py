@@ -275,24 +275,29 @@ def _finite(matvec):
 
 
 def lanczos_run(matvec, v0: torch.Tensor, max_steps: int, done=None, check: int = 4):
-    """Lanczos with full reorthogonalisation from v0: (alpha (k,), beta (k,), basis (k, D)).
+    """Lanczos with full reorthogonalisation from v0: (alpha (k,), beta (k,), basis (k, D) torch).
 
     beta[-1] is the norm of the residual after the last step. done(alpha, beta) is asked every
-    `check` steps whether to stop; the run also stops when the Krylov space is invariant.
-    The basis is kept in v0's dtype (float64 for accurate ends); matvec gets vectors in that dtype.
+    `check` steps whether to stop; the run also stops when the Krylov space is invariant, and
+    raises NonFiniteHessian on a non-finite product. The basis is kept in v0's dtype (float64 for
+    accurate ends); matvec gets torch vectors in that dtype. On the CPU the loop runs in numpy on
+    the same memory (a third of torch's per-call overhead, as in _relu_mlp_operator).
     """
-    V = v0.new_zeros(min(max_steps, v0.numel()), v0.numel())  # (k, D)
-    V[0] = v0 / v0.norm()
+    cpu = v0.device.type == "cpu"
+    V = np.zeros((min(max_steps, v0.numel()), v0.numel())) if cpu else v0.new_zeros(min(max_steps, v0.numel()), v0.numel())
+    V[0] = (v0 / v0.norm()).numpy() if cpu else v0 / v0.norm()  # V: (k, D)
     alpha, beta = np.zeros(len(V)), np.zeros(len(V))
     for k in range(len(V)):
-        w = matvec(V[k]).to(V.dtype)
+        w = matvec(torch.from_numpy(V[k])).numpy() if cpu else matvec(V[k]).to(V.dtype)
         alpha[k] = float(V[k] @ w)
         for _ in range(2):  # twice is enough (Kahan): the basis stays orthonormal to rounding
             w = w - V[:k + 1].T @ (V[:k + 1] @ w)
-        beta[k] = float(w.norm())
+        beta[k] = float(w @ w) ** 0.5
+        if not (np.isfinite(alpha[k]) and np.isfinite(beta[k])):
+            raise NonFiniteHessian
         invariant = beta[k] <= 1e-12 * max(np.abs(alpha[:k + 1]).max(), 1e-300)
         if k + 1 == len(V) or invariant or (done and (k + 1) % check == 0 and done(alpha[:k + 1], beta[:k + 1])):
-            return alpha[:k + 1], beta[:k + 1], V[:k + 1]
+            return alpha[:k + 1], beta[:k + 1], torch.from_numpy(V[:k + 1]) if cpu else V[:k + 1]
         V[k + 1] = w / beta[k]
 
 
