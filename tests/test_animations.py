@@ -160,16 +160,17 @@ def test_the_last_frame_is_held_and_the_others_keep_their_pace(tmp_path):
         assert set(durations[:-1]) == {pace}, name  # every frame differs from the next: none merged
 
 
-def test_the_caption_clears_every_axis_label_at_every_camera_angle(monkeypatch):
+@pytest.mark.parametrize("drawn", ["surface", np.arange(9) >= 4])  # a partial path: legend, longer caption
+def test_the_caption_clears_every_axis_label_at_every_camera_angle(monkeypatch, drawn):
     monkeypatch.setattr(animations, "FIGSIZE", (8, 6))  # the real frame: its fonts and margins
     coords, loss = straight_path(9)
-    scene = animations.descent_scene(tiny_surface(), coords, loss, loss, np.arange(9), "t")
+    scene = animations.descent_scene(tiny_surface(), coords, loss, loss, np.arange(9), "t", drawn=drawn)
     fig, *_ = artists = animations.descent_figure(scene)
     fig.canvas.draw()
     fig.set_layout_engine("none")
     ax = fig.axes[0]
     for k in range(0, 60, 6):
-        animations.set_descent_frame(scene, artists, 8, animations.camera_azimuth(scene, k, 60))
+        animations.set_descent_frame(scene, artists, 2, animations.camera_azimuth(scene, k, 60))
         fig.canvas.draw()
         caption = artists[3].get_window_extent()
         texts = [axis.label for axis in (ax.xaxis, ax.yaxis, ax.zaxis)]
@@ -287,3 +288,82 @@ def test_a_run_partly_off_its_plane_is_solid_on_it_and_dashed_off_it(tmp_path):
     assert handle.get_label() == "Adam (dashed: shadow, epochs 4–7 off the plane)"
     animations.optimizer_race_gif(tiny_surface(), [run], tmp_path / "p.gif", "p", n_frames=8)
     assert has_colour(gif_facts(tmp_path / "p.gif")[3][-1], "#123456")
+
+
+def partial_frame(i, drawn):
+    """(scene, artists) of a 9-checkpoint path on tiny_surface with frame i set."""
+    coords, loss = straight_path(9)
+    scene = animations.descent_scene(tiny_surface(), coords, loss, loss, np.arange(9),
+                                     "t", drawn=drawn, residual_mean=0.2)
+    artists = animations.descent_figure(scene)
+    animations.set_descent_frame(scene, artists, i, scene["azim0"])
+    return scene, artists
+
+
+def expected_heights(loss):
+    """(lifted (T,), floor): the drawn heights from their definition, log10 when the losses span > 1.5 decades."""
+    lo, hi = min(tiny_surface().loss.min(), loss.min()), max(tiny_surface().loss.max(), loss.max())
+    h = np.log10 if np.log10(hi / lo) > 1.5 else (lambda v: v)
+    span = h(hi) - h(lo)
+    return h(loss) + 0.015 * span, h(lo) - 0.35 * span
+
+
+def drawn_points(trail) -> np.ndarray:
+    """(N, 3) every point the trail's lines hold in this frame."""
+    return np.concatenate([np.stack(line.get_data_3d(), axis=1).reshape(-1, 3) for *_, line in trail])
+
+
+def test_a_partial_frame_lifts_only_checkpoints_on_the_surface_and_reached():
+    import matplotlib.pyplot as plt
+    mask = np.arange(9) >= 4  # checkpoints 0-3 leave the plane
+    coords, loss = straight_path(9)
+    lifted, floor = expected_heights(loss)
+    scene, (fig, trail, head, caption, connectors) = partial_frame(6, mask)
+    points = drawn_points(trail)
+    up = ~np.isclose(points[:, 2], floor)
+    np.testing.assert_allclose(np.unique(points[up, 0]), coords[4:7, 0])  # 4-6: on the surface and reached
+    np.testing.assert_allclose(points[up, 2], lifted[[4, 5, 6]])
+    assert len(points[~up]) == 5  # 0-3 and the join to 4, on the floor
+    assert [line.get_linestyle() for *_, line in trail] == ["--", "-"]
+    np.testing.assert_allclose(head.get_data_3d()[2], lifted[6])
+    (k, _, connector), = connectors
+    assert k == 4 and np.allclose(connector.get_data_3d()[2], [floor, lifted[4]])
+    assert "shadow" not in caption.get_text()
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "path on the surface", "path (dashed: shadow, epochs 0–3 off the plane): on the floor"]
+    plt.close(fig)
+    scene, (fig, trail, head, caption, connectors) = partial_frame(2, mask)
+    assert np.allclose(drawn_points(trail)[:, 2], floor) and len(drawn_points(trail)) == 3
+    np.testing.assert_allclose(head.get_data_3d()[2], floor)  # the head is off the plane: on the floor
+    assert len(connectors[0][2].get_data_3d()[2]) == 0  # not reached yet
+    assert caption.get_text().rstrip().endswith("(shadow: off the plane)")
+    assert len(caption.get_text()) == len(animations.caption_text(scene, 8))  # fixed width
+    plt.close(fig)
+
+
+def test_surface_and_shadow_frames_keep_their_meaning():
+    import matplotlib.pyplot as plt
+    coords, loss = straight_path(9)
+    scene, (fig, trail, head, _, connectors) = partial_frame(8, "surface")
+    assert len(trail) == 1 and connectors == [] and fig.axes[0].get_legend() is None
+    np.testing.assert_allclose(drawn_points(trail)[:, 2], expected_heights(loss)[0])
+    plt.close(fig)
+    scene, (fig, trail, head, caption, connectors) = partial_frame(8, "shadow")
+    np.testing.assert_allclose(drawn_points(trail)[:, 2], expected_heights(loss)[1])
+    assert connectors == []
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "path (shadow: 20 % off plane): on the floor"]
+    assert "(shadow: off the plane)" in caption.get_text()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="drawn"):
+        partial_frame(0, np.ones(8, bool))
+
+
+def test_a_partial_gif_holds_its_last_frame_and_shows_the_head(tmp_path, monkeypatch):
+    monkeypatch.setattr(animations, "FIGSIZE", (4.8, 3.6))  # room for the legend: 320 x 240 collapses the axes
+    coords, loss = straight_path(9)
+    info = animations.descent_gif(tiny_surface(), coords, loss, loss, np.arange(9), tmp_path / "p.gif", "p",
+                                  n_frames=5, frame_ms=70, drawn=np.arange(9) >= 3, residual_mean=0.1)
+    durations, frames = gif_frames(tmp_path / "p.gif")[4], gif_frames(tmp_path / "p.gif")[3]
+    assert info.n_frames == 5 and durations[-1] == animations.HOLD_MS and set(durations[:-1]) == {70}
+    assert has_colour(frames[0], animations.HEAD_COLOUR) and has_colour(frames[-1], animations.HEAD_COLOUR)
