@@ -182,7 +182,7 @@ def surface_figure(surface, coords, path_surface_loss, true_losses, accuracies, 
     names = {True: "path" if on.all() else "path on the surface", False: f"{shadow}: on the floor"}
     # white reads on viridis; on the pale floor a dark dash does
     path = _path_traces(x, y, _compact(z), on, np.array(hover), ("white", FLOOR_INK), names, floor, widths=(7, 5),
-                        mode="lines+markers")
+                        solid_first=True, mode="lines+markers")
     path += _connectors(x, y, _compact(z), on, floor)
     start = go.Scatter3d(x=[coords[0, 0]], y=[coords[0, 1]], z=[z[0]], mode="markers", name="start",
                          marker=dict(size=6, color="white", line=dict(color="black", width=2)), hoverinfo="skip")
@@ -263,7 +263,8 @@ def runs_figure(surface, runs, title, loss_name: str = "training loss") -> go.Fi
 
 
 def _run_traces(run: PageRun, colour, lift, floor) -> list:
-    """One run's path, a circle at its start and a diamond at its end, toggled together by the legend.
+    """One run's path, a circle at its start and a diamond at its end (and dotted connectors where it
+    joins the surface), toggled together by the legend.
 
     Checkpoints on the surface float just above their facets, solid; the rest (all of a "shadow" run,
     the masked-off part of a partial one) lie dashed on the floor, the surface's minimum, since the
@@ -283,36 +284,38 @@ def _run_traces(run: PageRun, colour, lift, floor) -> list:
                         showlegend=False, text=hover[[0, -1]], hoverinfo="text",
                         marker=dict(size=[5, 8], symbol=["circle", "diamond"], color=colour,
                                     line=dict(color="black", width=1)))
-    return traces + [ends]
+    return traces + _connectors(x, y, z, on, floor, colour, legendgroup=run.label) + [ends]
 
 
-def _path_traces(x, y, z, on, hover, colours, names, floor, widths, **common) -> list:
+def _path_traces(x, y, z, on, hover, colours, names, floor, widths, solid_first: bool = False, **common) -> list:
     """One Scatter3d per piece of plot_style.line_pieces(on): solid at z where on, dashed wholly on the
-    floor elsewhere (its joins to the surface included), the solid pieces listed first in the legend.
-    colours, widths (px): (solid, dashed); names {True: solid, False: dashed}: each name enters the
-    legend once; common: further Scatter3d fields."""
+    floor elsewhere (its joins to the surface included). colours, widths (px): (solid, dashed); names
+    {True: solid, False: dashed}: each name enters the legend once, the solid one first if solid_first
+    (else in the order drawn: runs keep their order); common: further Scatter3d fields."""
     traces, named = [], set()
     for lo, hi, piece_on in line_pieces(on):
         colour, width = colours[not piece_on], widths[not piece_on]
         traces.append(go.Scatter3d(x=x[lo:hi], y=y[lo:hi], z=z[lo:hi] if piece_on else np.full(hi - lo, floor),
                                    name=names[piece_on], showlegend=names[piece_on] not in named, text=hover[lo:hi],
-                                   hoverinfo="text", legendrank=998 + (not piece_on), marker=dict(size=2, color=colour),
-                                   line=dict(color=colour, width=width, dash="solid" if piece_on else "dash"), **common))
+                                   hoverinfo="text", marker=dict(size=2, color=colour),
+                                   line=dict(color=colour, width=width, dash="solid" if piece_on else "dash"),
+                                   **({"legendrank": 998 + (not piece_on)} if solid_first else {}), **common))
         named.add(names[piece_on])
     return traces
 
 
-def _connectors(x, y, z, on, floor) -> list:
+def _connectors(x, y, z, on, floor, colour=None, **common) -> list:
     """A dotted vertical line from the floor up to each checkpoint on the surface next to one off it
     (where the path switches), as in the 3D PNG; none when the path never switches."""
     at = np.flatnonzero(on & ~(np.r_[True, on[:-1]] & np.r_[on[1:], True]))
     if not at.size:
         return []
-    column = lambda v: np.c_[v, v, np.full(len(v), np.nan)].ravel()  # noqa: E731  a, a, gap per connector
-    return [go.Scatter3d(x=column(x[at]), y=column(y[at]), z=np.c_[np.full(len(at), floor), z[at],
-                                                                    np.full(len(at), np.nan)].ravel(),
-                         mode="lines", line=dict(color=FLOOR_INK, width=3, dash="dot"), showlegend=False,
-                         hoverinfo="skip", name="where the path joins the surface")]
+    def strokes(bottom, top):  # (3K,): each connector's two ends, then a gap (NaN) before the next
+        return np.c_[bottom, top, np.full(len(at), np.nan)].ravel()
+
+    return [go.Scatter3d(x=strokes(x[at], x[at]), y=strokes(y[at], y[at]), z=strokes(np.full(len(at), floor), z[at]),
+                         mode="lines", line=dict(color=colour or FLOOR_INK, width=3, dash="dot"), showlegend=False,
+                         hoverinfo="skip", name="where the path joins the surface", **common)]
 
 
 def runs_page(surface, runs, path, title, loss_name: str = "training loss") -> Path:

@@ -202,8 +202,10 @@ def test_a_run_partly_off_its_plane_is_lifted_only_where_the_surface_is_its_loss
     surface, coords, drawn, true, acc, steps = scene
     mask = np.arange(21) >= 15  # checkpoints 0-14 leave the plane
     fig = ip.runs_figure(surface, [ip.PageRun(coords, drawn, true, "SGD", mask, "#0072B2")], "t")
-    off, on, ends = fig.data[1:]
+    off, on, connector, ends = fig.data[1:]
     floor = floor_of(surface)
+    assert connector.line.dash == "dot" and connector.legendgroup == "SGD" and connector.line.color == "#0072B2"
+    np.testing.assert_allclose(connector.z[:2], [floor, drawn[15] + ip._lift(surface)], rtol=1e-4)
     assert (off.line.dash, on.line.dash) == ("dash", "solid") and off.showlegend and not on.showlegend
     assert off.name == "SGD (dashed: shadow, epochs 0–14 off the plane)" == on.name
     assert len(off.x) == 16 and on_floor(off.z, floor)  # 0-14 and the join to checkpoint 15, on the floor
