@@ -241,10 +241,12 @@ def _solver_threads():
     extra threads gain little, and on a busy machine their spinning barriers cost a lot: on 2
     shared cores one thread made eigvalsh 35x, Lanczos 5x and power iteration 5-9x faster.
     """
+    from threadpoolctl import threadpool_limits  # numpy's BLAS too (installed with scikit-learn)
     threads = torch.get_num_threads()
     torch.set_num_threads(SOLVER_THREADS or threads)
     try:
-        yield
+        with threadpool_limits(SOLVER_THREADS, user_api="blas"):
+            yield
     finally:
         torch.set_num_threads(threads)
 
