@@ -153,7 +153,8 @@ def _scene(surface, loss_name: str = "training loss", floor: float | None = None
                   if finite.min() <= v <= finite.max()])
     return dict(xaxis=dict(no_spikes, title=labels[0]), yaxis=dict(no_spikes, title=labels[1]),
                 zaxis=dict(no_spikes, title=loss_name, **z_range),
-                camera=dict(eye=dict(x=EYE * np.cos(azim), y=EYE * np.sin(azim), z=0.8), center=dict(x=0, y=0, z=-0.12)),
+                camera=dict(eye=dict(x=EYE * np.cos(azim), y=EYE * np.sin(azim), z=0.8),
+                            center=dict(x=0, y=0, z=-0.12)),
                 aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.7))
 
 
@@ -196,7 +197,8 @@ def surface_figure(surface, coords, path_surface_loss, true_losses, accuracies, 
                            data=[go.Scatter3d(x=[coords[i, 0]], y=[coords[i, 1]], z=[z[i]], text=[hover[i]])])
                   for i in shown]
     _add_player(fig, [str(int(steps[i])) for i in shown])
-    fig.update_layout(title=title, scene=_scene(surface, loss_name, floor), margin=dict(l=0, r=0, t=50, b=20),  # b: ticks
+    fig.update_layout(title=title, scene=_scene(surface, loss_name, floor),
+                      margin=dict(l=0, r=0, t=50, b=20),  # b: room for the slider's ticks
                       legend=LEGEND)
     return fig
 
