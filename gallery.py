@@ -237,7 +237,8 @@ def write_animations(out, results) -> list:
         t = run.trajectory
         jobs.append(lambda p=p, t=t, kind=kind, run=run: animations.descent_gif(
             scapes[kind].surface, p.coords, p.surface_loss, _np(t.losses), _np(t.steps),
-            output_path(out, f"{kind}_descent.gif"), f"{title_of(results, kind)}: {_what_ran(run)}", **frames))
+            output_path(out, f"{kind}_descent.gif"), f"{title_of(results, kind)}: {_what_ran(run)}",
+            drawn=p.on_surface, residual_mean=p.numbers()["residual_mean"], **frames))
     if "optimizers" in scapes:
         runs = [dict(coords=p.coords, losses=_np(p.run.trajectory.losses), label=p.run.label,
                      drawn=p.on_surface, colour=colours.get(p.run.label),
@@ -264,7 +265,7 @@ def write_pages(out, results, written, summary) -> list:
             scapes[kind].surface, p.coords, p.surface_loss, _np(t.losses), _np(t.accuracies), _np(t.steps),
             output_path(out, f"{kind}_3d.html"), f"{title_of(results, kind)}: {_what_ran(run)} on its PCA plane",
             lam_max=None if c is None else c.lam_max, lam_steps=None if c is None else _np(t.steps)[c.indices],
-            loss_name=loss_name(results)))
+            loss_name=loss_name(results), drawn=p.on_surface, residual_mean=p.numbers()["residual_mean"]))
     if "optimizers" in scapes:
         runs = [ip.PageRun(p.coords, p.surface_loss, _np(p.run.trajectory.losses), p.run.label,
                            p.on_surface, colours.get(p.run.label), p.numbers()["residual_mean"])
