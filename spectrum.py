@@ -6,7 +6,7 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 
 from hessian import (EXACT_MAX_DIM, LANCZOS_MAX_STEPS, LANCZOS_MIN_STEPS, LANCZOS_TOL, NonFiniteHessian,
-                     _finite, _solver_threads, check_theta, has_closed_form, hessian_matrix, lanczos_run,
+                     _solver_threads, check_theta, has_closed_form, hessian_matrix, lanczos_run,
                      operator, resolve_method, ritz, start_vector)
 
 GRID_POINTS = 1000  # default grid of spectral_density
@@ -25,14 +25,22 @@ def top_eigenpairs(fm, X, y, theta: torch.Tensor, k: int = 2, method: str = "aut
         raise ValueError(f"k must be in [1, {fm.dim}], got {k}")
     method = resolve_method(method, fm.dim, has_closed_form(fm, X, theta))
     with _solver_threads():
-        if method == "exact" or k >= fm.dim - 1:
-            values, vectors = torch.linalg.eigh(hessian_matrix(fm, X, y, theta.detach()).double())
-            values, vectors = values.flip(0)[:k].cpu().numpy(), vectors.flip(1)[:, :k].T
-        else:
-            values, vectors = _top_lanczos(fm, X, y, theta.detach(), k, tol, seed)
+        try:
+            values, vectors = (_top_exact if method == "exact" or k >= fm.dim - 1 else _top_lanczos)(
+                fm, X, y, theta.detach(), k, tol, seed)
+        except NonFiniteHessian:
+            return theta.new_full((k,), float("nan")), theta.new_full((k, fm.dim), float("nan"))
     signs = torch.sign(vectors.gather(1, vectors.abs().argmax(1, keepdim=True)))  # (k, 1)
     return (torch.as_tensor(values.copy(), dtype=theta.dtype, device=theta.device),
             (vectors * signs).to(theta.dtype))
+
+
+def _top_exact(fm, X, y, theta, k, tol, seed):
+    H = hessian_matrix(fm, X, y, theta).double()
+    if not torch.isfinite(H).all():
+        raise NonFiniteHessian
+    values, vectors = torch.linalg.eigh(H)
+    return values.flip(0)[:k].cpu().numpy(), vectors.flip(1)[:, :k].T
 
 
 def _top_lanczos(fm, X, y, theta, k, tol, seed):
@@ -45,7 +53,7 @@ def _top_lanczos(fm, X, y, theta, k, tol, seed):
         residual = beta[-1] * np.abs(S[-1, -k:])
         return bool((residual <= tol ** 0.5 * np.abs(values).max()).all())
     v0 = start_vector(fm.dim, torch.float64, theta.device, seed)
-    alpha, beta, V = lanczos_run(lambda v: _finite(matvec)(v.to(dtype)), v0, LANCZOS_MAX_STEPS, converged)
+    alpha, beta, V = lanczos_run(lambda v: matvec(v.to(dtype)), v0, LANCZOS_MAX_STEPS, converged)
     return ritz(alpha, beta, V, list(range(len(alpha) - 1, len(alpha) - 1 - k, -1)))
 
 
@@ -111,7 +119,7 @@ def slq_nodes(fm, X, y, theta: torch.Tensor, n_probes: int = 10, n_steps: int = 
             matvec, dtype = operator(fm, X, y, theta)
             for p in range(n_probes):
                 v0 = start_vector(fm.dim, torch.float64, theta.device, seed=seed * 100003 + p)
-                alpha, beta, _ = lanczos_run(lambda v: _finite(matvec)(v.to(dtype)), v0, n_steps)
+                alpha, beta, _ = lanczos_run(lambda v: matvec(v.to(dtype)), v0, n_steps)
                 values, S = eigh_tridiagonal(alpha, beta[:-1])
                 nodes[p, :len(values)], weights[p, :len(values)] = values, S[0] ** 2
                 nodes[p, len(values):] = values[0]  # padding: weight 0 at an existing node

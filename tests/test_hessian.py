@@ -291,6 +291,9 @@ def test_spectrum_estimators_are_nan_on_a_non_finite_hessian():
     X, y, theta = torch.ones(4, 5), torch.zeros(4), torch.zeros(5)
     assert np.isnan(spectrum.trace(fm, X, y, theta, exact=False)[0])
     assert np.isnan(spectrum.spectral_density(fm, X, y, theta, n_probes=2, n_steps=3)[1]).all()
+    for method in ("exact", "lanczos"):
+        values, vectors = spectrum.top_eigenpairs(fm, X, y, theta, k=2, method=method)
+        assert values.isnan().all() and vectors.shape == (2, 5) and vectors.isnan().all()
 
 
 def test_closed_form_products_in_torch_and_numpy_batched_over_checkpoints(trained_mlp, tiny_data):
