@@ -8,7 +8,7 @@ import torch
 from torch.func import vmap
 
 from models import finish_metric, summed_loss_and_metric
-from plane_model import PlaneModel, find_structure
+from plane_model import PlaneModel, SplitModel, find_structure, split_for
 from projection import Plane, check_points
 
 
@@ -63,8 +63,10 @@ def evaluate_points(fm, X, y, plane: Plane, coords, chunk: int | None = None):
     """Loss and accuracy (numpy (N,) each) at plane coordinates (N, 2): the surface function there.
 
     A model whose first layer is Linear, alone or as Linear -> ReLU -> Linear (however spelled),
-    takes a closed-form path (plane_model); any other is evaluated in batches of full weight
-    vectors, chunk grid points at a time (default: from the cache size). Both sum
+    takes a closed-form path (plane_model); one whose input reaches the rest only through its first
+    Linear or Conv computes that layer three times and the rest per point (plane_model.SplitModel);
+    any other is evaluated in batches of full weight vectors, chunk grid points at a time
+    (default: from the cache size). Both sum
     models.summed_loss_and_metric over fm.sample_batches, so eval_batch_size gives the same numbers.
     """
     if plane.center.shape[0] != fm.dim:
@@ -81,8 +83,7 @@ def evaluate_points(fm, X, y, plane: Plane, coords, chunk: int | None = None):
         loss_sum = torch.zeros(len(coords), dtype=torch.float64, device=fm.device)
         metric_sum_ = torch.zeros(len(coords), dtype=torch.float64, device=fm.device)
         for batch in _sample_batches(fm, len(X)):
-            blocks = (PlaneModel(fm, structure, X[batch], plane).logits(coords) if structure is not None
-                      else _generic_logits(fm, X[batch], plane, coords, chunk))
+            blocks = _plane_logits(fm, structure, X[batch], plane, coords, chunk)
             for index, logits in blocks:  # logits (K, n, C) at coords[index]
                 logits = _shaped(logits, fm.loss_kind)
                 index = torch.as_tensor(index, device=fm.device)
@@ -92,6 +93,15 @@ def evaluate_points(fm, X, y, plane: Plane, coords, chunk: int | None = None):
         loss = (loss_sum / len(X)).to(X.dtype)
         metric = finish_metric(fm.loss_kind, metric_sum_, y.double()).float()
     return loss.cpu().numpy(), metric.cpu().numpy()
+
+
+def _plane_logits(fm, structure, X, plane, coords, chunk):
+    """(indices, logits (K, n, C)) blocks on one sample batch X from the fastest path that fits the model."""
+    if structure is None:
+        return _generic_logits(fm, X, plane, coords, chunk)
+    if structure.kind == "split":
+        return SplitModel(fm, split_for(fm, X), X, plane, chunk).logits(coords)
+    return PlaneModel(fm, structure, X, plane).logits(coords)
 
 
 def _sample_batches(fm, n: int) -> list:

@@ -1,9 +1,12 @@
-"""Models whose first layer is Linear (alone, or Linear -> ReLU -> Linear) as functions of plane coordinates.
+"""Models whose first layer is Linear or Conv as functions of plane coordinates.
 
-Recognised by structure, not by class or parameter names: the module is traced once with make_fx
+Recognised by structure, not by class or parameter names: the module is traced with make_fx
 (real shapes, so shape-dependent Python such as `squeeze(-1) if C == 1` is fine) and its aten graph
 is matched. On a plane the first layer's pre-activations are affine in (a, b),
 z = zc + a zu + b zv, so they are computed three times per sample batch instead of once per point.
+Linear alone and Linear -> ReLU -> Linear get closed forms; any other model whose input reaches
+the rest of the network only through its first Linear or Conv is split there ("split": the rest
+of the traced graph runs per point on z, vmapped over points).
 """
 from __future__ import annotations
 
@@ -12,28 +15,34 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.func import functional_call
+from torch import fx
+from torch.func import functional_call, vmap
 from torch.fx.experimental.proxy_tensor import make_fx
 
 aten = torch.ops.aten
 RESHAPES = {aten.squeeze.dim, aten.squeeze.default, aten.squeeze.dims, aten.view.default,
             aten._unsafe_view.default, aten.reshape.default, aten.flatten.using_ints}
 RELUS = {aten.relu.default, aten.relu_.default}
+# First layers that are linear in the input and jointly linear in their weight and bias.
+FIRST_LAYERS = {aten.addmm.default: 1, aten.mm.default: 0, aten.convolution.default: 0, aten.linear.default: 0}
+WEIGHT_VIEWS = {aten.t.default, aten.transpose.int, aten.permute.default}
 # Most floats in one block of the affine path: 16 MB, bounded memory whatever the grid.
 BLOCK_ELEMENTS = 2 ** 22
 # Tiles of the Linear -> ReLU -> Linear path: small rectangles of the plane hold few ReLU switches.
 POINTS_PER_TILE = 160
 # Most floats in one tile's per-point block, (n C, K) logits or (m C, K) shares: 4 MB, in cache.
 TILE_ELEMENTS = 2 ** 20
+# Floats of the first layer's output per vmap batch of the split path: K n F about 1 MB.
+SPLIT_ELEMENTS = 2 ** 18
 _structures: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
 class Structure:
     """A traced module: out = reshape(linear(X)) ("affine") or reshape(linear(relu(linear(X)))) ("relu_linear")."""
-    kind: str
-    linears: tuple  # ((weight name, bias name or None), ...) in order, first layer first
-    n_outputs: int  # C: columns of the last linear layer
+    kind: str  # "affine", "relu_linear" or "split" (traced again per sample batch shape: see split_for)
+    linears: tuple  # ((weight name, bias name or None), ...) in order, first layer first; () for "split"
+    n_outputs: int  # C: columns of the last linear layer; 0 for "split"
 
 
 def find_structure(fm, X: torch.Tensor) -> Structure | None:
@@ -43,18 +52,29 @@ def find_structure(fm, X: torch.Tensor) -> Structure | None:
     key = (tuple(X.shape[1:]), X.dtype, X.device)
     cached = _structures.setdefault(fm.module, {})
     if key not in cached:
-        cached[key] = _trace(fm, X[:2])
+        found = _trace(fm, X[:2])
+        if found is None and split_for(fm, X[:2]) is not None:
+            found = Structure("split", (), 0)
+        cached[key] = found
     return cached[key]
 
 
-def _trace(fm, probe: torch.Tensor) -> Structure | None:
+def _traced(fm, probe: torch.Tensor) -> fx.GraphModule | None:
+    """The aten graph of fm's module on probe's shape, or None where make_fx cannot trace it."""
     def forward(params, x):
         return functional_call(fm.module, (params, fm.buffers), (x,))
     try:
         with torch.no_grad():
-            graph = make_fx(forward)(fm.unflatten(fm.theta0), probe).graph
+            return make_fx(forward)(fm.unflatten(fm.theta0), probe)
     except Exception:  # untraceable modules (data-dependent control flow, custom ops) are fine elsewhere
         return None
+
+
+def _trace(fm, probe: torch.Tensor) -> Structure | None:
+    traced = _traced(fm, probe)
+    if traced is None:
+        return None
+    graph = traced.graph
     nodes = [n for n in graph.nodes if n.op == "placeholder"]
     names = {node: slot.name for node, slot in zip(nodes, fm.layout)}
     node, linears, reshaped = nodes[-1], [], False  # the input X is the last placeholder
@@ -194,3 +214,115 @@ class Tile:
             share.mul_((self.switching_z @ linear).relu_()[:, None])  # times its ReLU
             logits.view(self.n, self.C, K).index_add_(0, self.rows, share)  # whole (C, K) blocks per pair
         return logits.view(self.n, self.C, -1).permute(2, 0, 1).contiguous()  # (K, n, C): samples, then classes
+
+
+@dataclass(frozen=True)
+class Split:
+    """A traced module cut after its first layer: out = rest(head(first weights, X), rest weights)."""
+    head: fx.GraphModule  # (*first-layer weights, X) -> first layer's output (n, ...)
+    rest: fx.GraphModule  # (first layer's output, *rest weights) -> [out]
+    first_names: tuple  # parameter names the head takes, in order
+    rest_names: tuple  # parameter names the rest takes, in order
+
+
+def split_for(fm, X: torch.Tensor) -> Split | None:
+    """fm's module cut after its first Linear or Conv, traced on X's exact shape (views hold n), or None."""
+    if X.ndim != 2 or fm.buffers:
+        return None
+    key = ("split", tuple(X.shape), X.dtype, X.device)
+    cached = _structures.setdefault(fm.module, {})
+    if key not in cached:
+        traced = _traced(fm, X)
+        cached[key] = None if traced is None else _split(traced, [s.name for s in fm.layout])
+    return cached[key]
+
+
+def _split(traced: fx.GraphModule, names: list) -> Split | None:
+    """Cut the graph at the first layer that consumes the (reshaped) input, if the rest sees the input only there."""
+    graph = traced.graph
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    params, node = dict(zip(placeholders, names)), placeholders[-1]  # the input X is the last placeholder
+    while node.target not in FIRST_LAYERS:  # X, then only reshapes, until the first layer
+        users = list(node.users)
+        if len(users) != 1 or (node.op != "placeholder" and node.target not in RESHAPES):
+            return None
+        prev, node = node, users[0]
+    first_names = _first_layer_weights(node, prev, params)
+    output = next(n for n in graph.nodes if n.op == "output")
+    if first_names is None or len(output.args[0]) != 1 or any(
+            n.op not in ("placeholder", "output", "call_function", "get_attr") for n in graph.nodes):
+        return None
+    head_nodes = _ancestors(node)
+    for other in graph.nodes:  # the rest may use the first layer's output, its own weights and constants only
+        if other not in head_nodes and any(a in head_nodes and a is not node and a.op != "get_attr"
+                                           for a in other.all_input_nodes):
+            return None
+    head = _subgraph([p for p in placeholders if p in head_nodes], [n for n in graph.nodes if n in head_nodes
+                                                                     and n.op != "placeholder"], node)
+    rest_inputs = [p for p in placeholders if p not in head_nodes and p.users]
+    rest_body = [n for n in graph.nodes if n.op in ("call_function", "get_attr") and (n not in head_nodes
+                                                                                       or n.op == "get_attr")]
+    rest = _subgraph([node] + rest_inputs, rest_body, output.args[0][0])
+    return Split(fx.GraphModule(traced, head), fx.GraphModule(traced, rest), tuple(first_names),
+                 tuple(params[p] for p in rest_inputs))
+
+
+def _first_layer_weights(node, data, params) -> list | None:
+    """Names of node's weight and bias if node is linear in data and jointly linear in them, else None."""
+    if node.kwargs or len(node.args) <= FIRST_LAYERS[node.target] or node.args[FIRST_LAYERS[node.target]] is not data:
+        return None
+    found = []
+    for arg in node.args:
+        if isinstance(arg, fx.Node) and arg is not data:
+            weight = arg.args[0] if arg.target in WEIGHT_VIEWS else arg  # W^T as traced from Linear
+            if weight not in params or (weight is not arg and len(arg.users) != 1):
+                return None
+            found.append(params[weight])
+    if not found or len(set(found)) != len(found) or node.target == aten.mm.default and len(found) != 1:
+        return None
+    return found
+
+
+def _ancestors(node) -> set:
+    seen, todo = {node}, [node]
+    while todo:
+        for a in todo.pop().all_input_nodes:
+            if a not in seen:
+                seen.add(a)
+                todo.append(a)
+    return seen
+
+
+def _subgraph(inputs: list, body: list, result) -> fx.Graph:
+    """A graph whose placeholders stand for inputs, computing body's nodes in order and returning [result]."""
+    graph, env = fx.Graph(), {}
+    for i, node in enumerate(inputs):
+        env[node] = graph.placeholder(f"input_{i}")
+    for node in body:
+        env[node] = graph.node_copy(node, env.__getitem__)
+    graph.output([env[result]])
+    return graph
+
+
+class SplitModel:
+    """A split model on one sample batch: the first layer three times, then the rest per point, vmapped."""
+
+    def __init__(self, fm, split: Split, X: torch.Tensor, plane, chunk: int | None = None):
+        parts = [fm.unflatten(t) for t in (plane.center, plane.u, plane.v)]  # centre, u, v
+        # First layer along centre, u and v (u's and v's biases included): (3, n, ...)
+        self.z = torch.stack([split.head(*[p[name] for name in split.first_names], X)[0] for p in parts])
+        self.weights = [torch.stack([p[name].reshape(-1) for p in parts]) for name in split.rest_names]  # (3, numel)
+        self.shapes = [parts[0][name].shape for name in split.rest_names]
+        self.rest = vmap(lambda z, *weights: split.rest(z, *weights)[0])
+        self.n = X.shape[0]
+        self.chunk = chunk or max(1, min(256, SPLIT_ELEMENTS // self.z[0].numel()))
+
+    def logits(self, coords: np.ndarray):
+        """Yield (indices into coords, logits (K, n, C)) for chunk points at a time, covering every point once."""
+        flat = self.z.reshape(3, -1)  # (3, n F)
+        for start in range(0, len(coords), self.chunk):
+            ab = torch.as_tensor(coords[start:start + self.chunk], dtype=flat.dtype, device=flat.device)
+            powers = torch.cat([torch.ones_like(ab[:, :1]), ab], dim=1)  # (K, 3): 1 a b
+            z = (powers @ flat).view(len(ab), *self.z.shape[1:])  # (K, n, ...): the first layer at each point
+            weights = [(powers @ w).view(len(ab), *shape) for w, shape in zip(self.weights, self.shapes)]
+            yield np.arange(start, start + len(ab)), self.rest(z, *weights).reshape(len(ab), self.n, -1)
