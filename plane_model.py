@@ -125,19 +125,22 @@ def _linear_of(node, prev, names):
 class PlaneModel:
     """A recognised model on one sample batch: logits at plane points without a forward per point."""
 
-    def __init__(self, fm, structure: Structure, X: torch.Tensor, plane):
+    def __init__(self, fm, structure: Structure, X: torch.Tensor, plane, split: Split | None = None):
+        """With split (whose tail is ReLU -> Linear), the split's head is the first layer: a Conv, say."""
         parts = [fm.unflatten(t) for t in (plane.center, plane.u, plane.v)]  # centre, u, v
-        weights = [torch.stack([p[w] for p in parts]) for w, _ in structure.linears]  # (3, out, in) each
+        linears = structure.linears if split is None else (None, split.tail)
+        weights = [torch.stack([p[w] for p in parts]) if w else None for w, _ in filter(None, linears)]
         biases = [torch.stack([p[b] if b else torch.zeros_like(p[w][:, 0]) for p in parts])
-                  for w, b in structure.linears]  # (3, out) each
-        self.kind, self.n = structure.kind, X.shape[0]
+                  for w, b in filter(None, linears)]  # (3, out) each
+        self.kind, self.n = ("relu_linear" if split else structure.kind), X.shape[0]
         # First-layer pre-activations along centre, u and v, biases included: (3, n, h)
-        self.z = torch.baddbmm(biases[0][:, None, :], X.expand(3, *X.shape), weights[0].transpose(1, 2))
+        self.z = (torch.baddbmm(biases[0][:, None, :], X.expand(3, *X.shape), weights[0].transpose(1, 2))
+                  if split is None else split_head(split, parts, X).flatten(2))
         if self.kind == "relu_linear":
-            self.w = weights[1].transpose(1, 2).contiguous()  # (3, h, C)
-            self.bias = biases[1]  # (3, C)
+            self.w = weights[-1].transpose(1, 2).contiguous()  # (3, h, C)
+            self.bias = biases[-1]  # (3, C)
             self.abs_z = self.z.abs()  # (3, n, h): |zc|, |zu|, |zv|
-            self.z_by_pair = self.z.view(3, -1).T.contiguous()  # (n h, 3): gathers by pair
+            self.z_by_pair = self.z.reshape(3, -1).T.contiguous()  # (n h, 3): gathers by pair
 
     def logits(self, coords: np.ndarray):
         """Yield (indices into coords, logits (K, n, C)) block by block, covering every point once."""
@@ -223,6 +226,7 @@ class Split:
     rest: fx.GraphModule  # (first layer's output, *rest weights) -> [out]
     first_names: tuple  # parameter names the head takes, in order
     rest_names: tuple  # parameter names the rest takes, in order
+    tail: tuple | None  # (weight name, bias name or None) where the rest is ReLU -> flatten -> Linear
 
 
 def split_for(fm, X: torch.Tensor) -> Split | None:
@@ -247,9 +251,8 @@ def _split(traced: fx.GraphModule, names: list) -> Split | None:
         if len(users) != 1 or (node.op != "placeholder" and node.target not in RESHAPES):
             return None
         prev, node = node, users[0]
-    first_names = _first_layer_weights(node, prev, params)
     output = next(n for n in graph.nodes if n.op == "output")
-    if first_names is None or len(output.args[0]) != 1 or any(
+    if _first_layer_weights(node, prev, params) is None or len(output.args[0]) != 1 or any(
             n.op not in ("placeholder", "output", "call_function", "get_attr") for n in graph.nodes):
         return None
     head_nodes = _ancestors(node)
@@ -257,14 +260,46 @@ def _split(traced: fx.GraphModule, names: list) -> Split | None:
         if other not in head_nodes and any(a in head_nodes and a is not node and a.op != "get_attr"
                                            for a in other.all_input_nodes):
             return None
-    head = _subgraph([p for p in placeholders if p in head_nodes], [n for n in graph.nodes if n in head_nodes
-                                                                     and n.op != "placeholder"], node)
+    head_inputs = [p for p in placeholders if p in head_nodes]  # the first layer's weights, then X
+    head = _subgraph(head_inputs, [n for n in graph.nodes if n in head_nodes and n.op != "placeholder"], node)
     rest_inputs = [p for p in placeholders if p not in head_nodes and p.users]
     rest_body = [n for n in graph.nodes if n.op in ("call_function", "get_attr") and (n not in head_nodes
                                                                                        or n.op == "get_attr")]
     rest = _subgraph([node] + rest_inputs, rest_body, output.args[0][0])
-    return Split(fx.GraphModule(traced, head), fx.GraphModule(traced, rest), tuple(first_names),
-                 tuple(params[p] for p in rest_inputs))
+    rest = fx.GraphModule(traced, rest)
+    return Split(fx.GraphModule(traced, head), rest, tuple(params[p] for p in head_inputs[:-1]),
+                 tuple(params[p] for p in rest_inputs), _relu_linear_tail(rest.graph, [params[p] for p in rest_inputs]))
+
+
+def _relu_linear_tail(rest: fx.Graph, names: list) -> tuple | None:
+    """(weight name, bias name or None) if rest is relu -> reshapes to (n, h) -> Linear -> reshapes, else None."""
+    placeholders = [n for n in rest.nodes if n.op == "placeholder"]
+    node, params = placeholders[0], dict(zip(placeholders[1:], names))
+    n = node.meta["val"].shape[0]
+    steps = []  # "relu", then the Linear, with reshapes that keep the sample axis first
+    while True:
+        users = list(node.users)
+        if len(users) != 1:
+            return None
+        prev, node = node, users[0]
+        if node.op == "output":
+            break
+        linear = _linear_of(node, prev, params) if steps == ["relu"] else None
+        if linear is not None:
+            steps.append(linear)
+        elif node.target in RELUS and not steps:
+            steps.append("relu")
+        elif node.target not in RESHAPES or not steps or node.meta["val"].shape[:1] != (n,):
+            return None
+    out = node.args[0][0].meta["val"] if len(node.args[0]) == 1 else None
+    if len(steps) != 2 or out is None or out.numel() % n:
+        return None
+    return steps[1]
+
+
+def split_head(split: Split, parts: list, X: torch.Tensor) -> torch.Tensor:
+    """The split's first layer on X along each of parts (dicts of weights): (len(parts), n, ...)."""
+    return torch.stack([split.head(*[p[name] for name in split.first_names], X)[0] for p in parts])
 
 
 def _first_layer_weights(node, data, params) -> list | None:
@@ -298,6 +333,7 @@ def _subgraph(inputs: list, body: list, result) -> fx.Graph:
     graph, env = fx.Graph(), {}
     for i, node in enumerate(inputs):
         env[node] = graph.placeholder(f"input_{i}")
+        env[node].meta.update(node.meta)  # shapes ("val") as traced
     for node in body:
         env[node] = graph.node_copy(node, env.__getitem__)
     graph.output([env[result]])
@@ -310,7 +346,7 @@ class SplitModel:
     def __init__(self, fm, split: Split, X: torch.Tensor, plane, chunk: int | None = None):
         parts = [fm.unflatten(t) for t in (plane.center, plane.u, plane.v)]  # centre, u, v
         # First layer along centre, u and v (u's and v's biases included): (3, n, ...)
-        self.z = torch.stack([split.head(*[p[name] for name in split.first_names], X)[0] for p in parts])
+        self.z = split_head(split, parts, X)
         self.weights = [torch.stack([p[name].reshape(-1) for p in parts]) for name in split.rest_names]  # (3, numel)
         self.shapes = [parts[0][name].shape for name in split.rest_names]
         self.rest = vmap(lambda z, *weights: split.rest(z, *weights)[0])

@@ -7,12 +7,12 @@ from torch import nn
 
 from loss_surface import _generic_logits, evaluate_points, evaluate_surface, grid_for, interpolate_line
 from models import FlatModel, build_model
-from plane_model import PlaneModel, Tile, find_structure
+from plane_model import PlaneModel, Tile, find_structure, split_for
 from projection import Plane, pca_plane, random_plane
 
 
 class Tanh2(nn.Module):
-    """A module the fast path does not know: evaluated through the generic vmap path."""
+    """A module without a closed form: evaluated through the split path (tanh after the first layer)."""
 
     def __init__(self, d):
         super().__init__()
@@ -194,7 +194,8 @@ def test_structure_is_recognised_by_structure_not_by_name(tiny_data):
               nn.Sequential(nn.Linear(d, 6), nn.ReLU(), nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 1)),
               nn.Sequential(nn.Linear(d, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 1)),
               nn.Sequential(nn.Linear(d, 6), nn.LeakyReLU(), nn.Linear(6, 1))]
-    assert [find_structure(FlatModel(m), X) for m in others] == [None] * len(others)
+    found = [find_structure(FlatModel(m), X) for m in others]  # no closed form: split after the first layer
+    assert [s.kind if s else None for s in found] == ["split", "split", "split", None, "split"]  # BatchNorm: generic
 
 
 @pytest.mark.parametrize("spelling", ["sequential", "user"])
@@ -312,3 +313,127 @@ def test_surface_on_cuda_equals_the_cpu(tiny_data):
     cpu = evaluate_points(fm_cpu, tiny_data.X, tiny_data.y, plane, coords)
     gpu = evaluate_points(fm_gpu, tiny_data.X, tiny_data.y, plane, coords)
     assert np.allclose(gpu[0], cpu[0], rtol=1e-5) and np.array_equal(gpu[1], cpu[1])
+
+
+class ConvConv(nn.Module):
+    """Conv -> ReLU -> Conv -> Linear on flat 8x8 rows: split after the first Conv, the rest vmapped."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.head = nn.Conv2d(1, 3, 3, stride=2, padding=1), nn.Conv2d(3, 2, 3), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.b(torch.relu(self.a(x.view(-1, 1, 8, 8))))).flatten(1))
+
+
+class Skip(nn.Module):
+    """The first layer's output used twice: relu(h) + h feeds the head."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.first, self.head = nn.Linear(d, 5), nn.Linear(5, 1)
+
+    def forward(self, x):
+        h = self.first(x)
+        return self.head(torch.relu(h) + h).squeeze(-1)
+
+
+class InputTwice(nn.Module):
+    """The input reaches the output beside the first layer too: no split, the generic path."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.first, self.head = nn.Linear(d, 5), nn.Linear(5, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.first(x))).squeeze(-1) + x.sum(dim=1)
+
+
+def digits_like(n=40, seed=0):
+    """n random 8x8 images as flat rows (n, 64) with intensities 0..16, and 10-class labels."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 17, (n, 64), generator=g).float(), torch.randint(0, 10, (n,), generator=g)
+
+
+def seeded(module, seed=0):
+    torch.manual_seed(seed)
+    for p in module.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    return module
+
+
+def split_cases(d):
+    """name -> (module, loss, image inputs?): every model the split path is tested on."""
+    return {"cnn": (build_model("cnn", 64, seed=0, n_classes=10, image_shape=(1, 8, 8), loss="ce"), "ce", True),
+            "conv_conv": (seeded(ConvConv()), "ce", True),
+            "mlp3": (seeded(nn.Sequential(nn.Linear(d, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
+                                          nn.Linear(16, 1), nn.Flatten(0))), "bce", False),
+            "skip": (seeded(Skip(d)), "bce", False)}
+
+
+@pytest.mark.parametrize("name", ["cnn", "conv_conv", "mlp3", "skip"])
+def test_split_models_equal_the_loop(name, tiny_data):
+    module, loss, images = split_cases(10)[name]
+    X, y = digits_like() if images else (torch.randn(40, 10, generator=torch.Generator().manual_seed(1)),
+                                         (torch.arange(40) % 2).float())
+    y = y % 3 if name == "conv_conv" else y  # three classes
+    fm = FlatModel(module, loss=loss)
+    structure, split = find_structure(fm, X), split_for(fm, X)
+    assert structure.kind == "split" and split is not None
+    assert (split.tail is not None) == (name == "cnn")  # only ReLU -> Linear after the Conv has the closed form
+    plane = random_plane(fm.theta0, fm.layout, seed=3)
+    coords = np.random.default_rng(2).uniform(-1.5, 1.5, size=(30, 2))
+    loss_values, acc = evaluate_points(fm, X, y, plane, coords)
+    expected_loss, expected_acc = loop_oracle(fm, X, y, plane, coords)
+    assert np.allclose(loss_values, expected_loss, rtol=1e-5, atol=0)
+    assert np.array_equal(acc, expected_acc)
+
+
+@pytest.mark.parametrize("name", ["cnn", "conv_conv"])
+def test_split_models_in_eval_batches_sum_to_the_one_batch_result(name):
+    module, loss, _ = split_cases(10)[name]
+    X, y = digits_like(23)
+    y = y % 3 if name == "conv_conv" else y
+    whole, batched = FlatModel(module, loss=loss), FlatModel(module, loss=loss, eval_batch_size=10)  # 10, 10, 3
+    plane = random_plane(whole.theta0, whole.layout, seed=1)
+    coords = np.random.default_rng(3).uniform(-2, 2, size=(12, 2))
+    one, many = evaluate_points(whole, X, y, plane, coords), evaluate_points(batched, X, y, plane, coords)
+    assert np.allclose(many[0], one[0], rtol=1e-6, atol=0)
+    assert np.array_equal(many[1], one[1])
+
+
+def test_cnn_split_in_float64_is_exact_far_out_and_on_wide_tiles():
+    X, y = digits_like(30, seed=4)
+    fm = FlatModel(build_model("cnn", 64, seed=2, image_shape=(1, 8, 8)).double())  # bce: one output column
+    X, y = X.double(), (y % 2).double()
+    plane = random_plane(fm.theta0, fm.layout, seed=0)
+    coords = np.vstack([np.random.default_rng(5).uniform(-3, 3, size=(300, 2)), [[1e6, -1e5], [0.0, 0.0]]])
+    loss, acc = evaluate_points(fm, X, y, plane, coords)
+    sample = np.r_[0:300:23, 300, 301]
+    expected_loss, expected_acc = loop_oracle(fm, X, y, plane, coords[sample])
+    assert np.allclose(loss[sample], expected_loss, rtol=1e-12, atol=0)
+    assert np.array_equal(acc[sample], expected_acc)
+
+
+def test_models_the_split_cannot_cut_take_the_generic_path_and_equal_the_loop(tiny_data):
+    X, y, d = tiny_data.X, tiny_data.y, tiny_data.n_features
+    fm = FlatModel(seeded(InputTwice(d)))
+    assert find_structure(fm, X) is None and split_for(fm, X) is None
+    assert find_structure(FlatModel(TiedTwice(d)), X) is None
+    plane = random_plane(fm.theta0, fm.layout, seed=0)
+    coords = np.random.default_rng(6).uniform(-1, 1, size=(8, 2))
+    loss, acc = evaluate_points(fm, X, y, plane, coords)
+    expected_loss, expected_acc = loop_oracle(fm, X, y, plane, coords)
+    assert np.allclose(loss, expected_loss, rtol=1e-5, atol=0)
+    assert np.array_equal(acc, expected_acc)
+
+
+class TiedTwice(nn.Module):
+    """The first layer's weight used again after it: not linear in (a, b) beyond the first layer."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.first, self.head = nn.Linear(d, d), nn.Linear(d, 1)
+
+    def forward(self, x):
+        return self.head(F.linear(torch.relu(self.first(x)), self.first.weight)).squeeze(-1)
