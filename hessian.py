@@ -12,7 +12,8 @@ from torch.func import grad, jvp, vjp, vmap
 from tqdm import tqdm
 
 METHODS = ("auto", "exact", "lanczos", "power")
-EXACT_MAX_DIM = 2000  # "auto" builds the full Hessian of a general model up to this many weights
+EXACT_MAX_DIM = 100  # "auto" builds a general model's full Hessian (D products) only up to this: Lanczos needs ~50
+CLOSED_MATRIX_MAX_DIM = 2000  # the closed-form Hessian (ReLU MLP) is a cheap matrix up to this many weights
 CLOSED_EXACT_MAX_DIM = 128  # closed-form Lanczos vs eigvalsh: even at D=385, 4x faster at D=1025 (warm-startable)
 HVP_CHUNK = 32  # identity columns per vmapped batch of HVPs: 32-64 measured fastest at D=385, n=1000
 LANCZOS_TOL = 1e-8  # error bound on each end, relative to max(|λ|, 1e-3 ‖H‖): warm and cold ends agree to 3e-9

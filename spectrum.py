@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from scipy.linalg import eigh_tridiagonal
 
-from hessian import (EXACT_MAX_DIM, LANCZOS_MAX_STEPS, LANCZOS_MIN_STEPS, LANCZOS_TOL, NonFiniteHessian,
+from hessian import (CLOSED_MATRIX_MAX_DIM, EXACT_MAX_DIM, LANCZOS_MAX_STEPS, LANCZOS_MIN_STEPS, LANCZOS_TOL, NonFiniteHessian,
                      _solver_threads, check_theta, has_closed_form, hessian_matrix, lanczos_run,
                      operator, resolve_method, ritz, start_vector)
 
@@ -60,13 +60,15 @@ def _top_lanczos(fm, X, y, theta, k, tol, seed):
 def trace(fm, X, y, theta: torch.Tensor, n_probes: int = 100, seed: int = 0, exact: bool | None = None) -> tuple:
     """(estimate, standard error) of tr H: Hutchinson's mean of z^T H z over Rademacher probes z.
 
-    exact (default: while D <= EXACT_MAX_DIM) sums the diagonal of the full Hessian instead, with
+    exact (default: while the full Hessian is cheap: D <= EXACT_MAX_DIM, or a closed form up to
+    CLOSED_MATRIX_MAX_DIM) sums the diagonal of the full Hessian instead, with
     standard error 0. Probes come from a torch.Generator seeded by `seed`. NaN where H is not finite.
     """
     check_theta(fm, theta)
     theta = theta.detach()
     with _solver_threads():
-        if fm.dim <= EXACT_MAX_DIM if exact is None else exact:
+        cheap = fm.dim <= EXACT_MAX_DIM or (fm.dim <= CLOSED_MATRIX_MAX_DIM and has_closed_form(fm, X, theta))
+        if cheap if exact is None else exact:
             return float(torch.diagonal(hessian_matrix(fm, X, y, theta)).double().sum()), 0.0
         if n_probes < 2:
             raise ValueError(f"n_probes must be >= 2 for a standard error, got {n_probes}")

@@ -387,7 +387,7 @@ def _curvature_arrays(hessian, fm, data, params, indices, method):
     return c.lam_min, c.lam_max
 
 
-def curvature_extras(cache, fm, data, run: Run, cfg, n_trace: int = 11) -> dict:
+def curvature_extras(cache, fm, data, run: Run, cfg, n_trace: int = 6, n_probes: int = 30) -> dict:
     """Trace along the path (Hutchinson), the spectral density at the first and final checkpoints,
     and the landscape on the plane of the top two Hessian eigenvectors at θ* (how curved it is
     where descent did not go), beside the run's PCA plane and on its grid.
@@ -397,13 +397,14 @@ def curvature_extras(cache, fm, data, run: Run, cfg, n_trace: int = 11) -> dict:
     picks = np.unique(np.linspace(0, len(params) - 1, n_trace).round().astype(int))
 
     def compute():
-        traces = [hessian.trace(fm, data.X, data.y, params[i], seed=0)[0] for i in picks]
+        traces = [hessian.trace(fm, data.X, data.y, params[i], n_probes=n_probes, seed=0)[0] for i in picks]
         densities = {name: hessian.spectral_density(fm, data.X, data.y, params[i], seed=0)
                      for name, i in (("first", 0), ("final", len(params) - 1))}
         values, vectors = hessian.top_eigenpairs(fm, data.X, data.y, params[-1], k=2)
         return {"trace_steps": run.trajectory.steps[picks].cpu().numpy(), "trace": np.array(traces, float),
-                "densities": densities, "top_values": np.asarray(values, float), "top_vectors": vectors}
-    return cache("curvature extras", {"run": run.key, "points": n_trace}, CURVATURE_CODE, compute)
+                "densities": densities, "top_values": values.detach().cpu().double().numpy(), "top_vectors": vectors}
+    return cache("curvature extras", {"run": run.key, "points": n_trace, "probes": n_probes}, CURVATURE_CODE,
+                 compute)
 
 
 def eigen_landscape(cache, fm, data, run: Run, extras: dict, span, cfg) -> Landscape:
