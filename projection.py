@@ -64,8 +64,10 @@ def pca_plane(points: torch.Tensor, center: torch.Tensor, layout=None, norm: str
         raise ValueError("a PCA plane needs at least 2 checkpoints")
     disp = (points - center).double()  # (N, D)
     _, s, vh = torch.linalg.svd(disp, full_matrices=False)
-    if len(s) < 2 or s[1] <= 0:
-        raise ValueError("the checkpoints span fewer than 2 directions: no plane can be fitted")
+    if s[0] <= 0:
+        raise ValueError("the checkpoints all equal the centre: the path has no direction to draw")
+    if len(s) < 2 or s[1] <= 1e-12 * s[0]:  # a straight path (one epoch, a tiny lr): it lies on any plane
+        vh, s = _completed(vh[0], s[0])  # holding its direction, so a seeded second direction completes it
     first = disp[0] @ vh[:2].T  # (2,) scores of the first point
     dirs = vh[:2] * torch.where(first > 0, -1.0, 1.0).to(vh.dtype)[:, None]
     explained = tuple(float(r) for r in (s[:2] ** 2 / (s ** 2).sum()))
@@ -74,6 +76,13 @@ def pca_plane(points: torch.Tensor, center: torch.Tensor, layout=None, norm: str
         u = normalize_direction(u, center, layout, norm, ignore_bias)
         v = normalize_direction(v, center, layout, norm, ignore_bias)
     return Plane(center.clone(), u, v, "pca", explained)
+
+
+def _completed(direction: torch.Tensor, scale: torch.Tensor) -> tuple:
+    """Rows (direction, a seeded unit vector orthogonal to it) and singular values (scale, 0)."""
+    other = torch.randn(direction.shape, generator=torch.Generator().manual_seed(0), dtype=direction.dtype)
+    other = other.to(direction.device) - (other.to(direction.device) @ direction) * direction
+    return torch.stack([direction, other / other.norm()]), torch.stack([scale, torch.zeros_like(scale)])
 
 
 def joint_pca_plane(trajectories, reference: int = 0, **kwargs) -> Plane:

@@ -210,3 +210,14 @@ def test_shared_plane_passes_through_its_centre_and_covers_every_run(tiny_mlp, t
     kept = (points @ plane.basis().double()).norm() ** 2
     _, s, _ = torch.linalg.svd(points, full_matrices=False)
     assert kept.item() == pytest.approx((s[:2] ** 2).sum().item(), rel=1e-6)
+
+
+def test_a_straight_path_still_gets_a_plane_that_holds_it(tiny_run):
+    two = tiny_run.params[:2]  # one epoch: the path spans one direction
+    plane = pca_plane(two, two[-1])
+    coords, residual = project(two, plane)
+    assert residual.max() < 1e-6 and plane.explained == pytest.approx((1.0, 0.0))
+    gram = (plane.basis().T @ plane.basis()).double()
+    assert torch.allclose(gram, torch.eye(2, dtype=torch.float64), atol=1e-5)
+    with pytest.raises(ValueError, match="no direction"):
+        pca_plane(torch.stack([two[-1], two[-1]]), two[-1])
