@@ -100,10 +100,7 @@ def _plane_logits(fm, structure, X, plane, coords, chunk):
     if structure is None:
         return _generic_logits(fm, X, plane, coords, chunk)
     if structure.kind == "split":
-        split = split_for(fm, X)
-        if split.tail is not None:  # ReLU -> Linear after the first layer: the closed-form tiles
-            return PlaneModel(fm, structure, X, plane, split).logits(coords)
-        return SplitModel(fm, split, X, plane, chunk).logits(coords)
+        return SplitModel(fm, split_for(fm, X), X, plane, chunk).logits(coords)
     return PlaneModel(fm, structure, X, plane).logits(coords)
 
 

@@ -125,22 +125,19 @@ def _linear_of(node, prev, names):
 class PlaneModel:
     """A recognised model on one sample batch: logits at plane points without a forward per point."""
 
-    def __init__(self, fm, structure: Structure, X: torch.Tensor, plane, split: Split | None = None):
-        """With split (whose tail is ReLU -> Linear), the split's head is the first layer: a Conv, say."""
+    def __init__(self, fm, structure: Structure, X: torch.Tensor, plane):
         parts = [fm.unflatten(t) for t in (plane.center, plane.u, plane.v)]  # centre, u, v
-        linears = structure.linears if split is None else (None, split.tail)
-        weights = [torch.stack([p[w] for p in parts]) if w else None for w, _ in filter(None, linears)]
+        weights = [torch.stack([p[w] for p in parts]) for w, _ in structure.linears]  # (3, out, in) each
         biases = [torch.stack([p[b] if b else torch.zeros_like(p[w][:, 0]) for p in parts])
-                  for w, b in filter(None, linears)]  # (3, out) each
-        self.kind, self.n = ("relu_linear" if split else structure.kind), X.shape[0]
+                  for w, b in structure.linears]  # (3, out) each
+        self.kind, self.n = structure.kind, X.shape[0]
         # First-layer pre-activations along centre, u and v, biases included: (3, n, h)
-        self.z = (torch.baddbmm(biases[0][:, None, :], X.expand(3, *X.shape), weights[0].transpose(1, 2))
-                  if split is None else split_head(split, parts, X).flatten(2))
+        self.z = torch.baddbmm(biases[0][:, None, :], X.expand(3, *X.shape), weights[0].transpose(1, 2))
         if self.kind == "relu_linear":
-            self.w = weights[-1].transpose(1, 2).contiguous()  # (3, h, C)
-            self.bias = biases[-1]  # (3, C)
+            self.w = weights[1].transpose(1, 2).contiguous()  # (3, h, C)
+            self.bias = biases[1]  # (3, C)
             self.abs_z = self.z.abs()  # (3, n, h): |zc|, |zu|, |zv|
-            self.z_by_pair = self.z.reshape(3, -1).T.contiguous()  # (n h, 3): gathers by pair
+            self.z_by_pair = self.z.view(3, -1).T.contiguous()  # (n h, 3): gathers by pair
 
     def logits(self, coords: np.ndarray):
         """Yield (indices into coords, logits (K, n, C)) block by block, covering every point once."""
@@ -226,7 +223,6 @@ class Split:
     rest: fx.GraphModule  # (first layer's output, *rest weights) -> [out]
     first_names: tuple  # parameter names the head takes, in order
     rest_names: tuple  # parameter names the rest takes, in order
-    tail: tuple | None  # (weight name, bias name or None) where the rest is ReLU -> flatten -> Linear
 
 
 def split_for(fm, X: torch.Tensor) -> Split | None:
@@ -266,35 +262,8 @@ def _split(traced: fx.GraphModule, names: list) -> Split | None:
     rest_body = [n for n in graph.nodes if n.op in ("call_function", "get_attr") and (n not in head_nodes
                                                                                        or n.op == "get_attr")]
     rest = _subgraph([node] + rest_inputs, rest_body, output.args[0][0])
-    rest = fx.GraphModule(traced, rest)
-    return Split(fx.GraphModule(traced, head), rest, tuple(params[p] for p in head_inputs[:-1]),
-                 tuple(params[p] for p in rest_inputs), _relu_linear_tail(rest.graph, [params[p] for p in rest_inputs]))
-
-
-def _relu_linear_tail(rest: fx.Graph, names: list) -> tuple | None:
-    """(weight name, bias name or None) if rest is relu -> reshapes to (n, h) -> Linear -> reshapes, else None."""
-    placeholders = [n for n in rest.nodes if n.op == "placeholder"]
-    node, params = placeholders[0], dict(zip(placeholders[1:], names))
-    n = node.meta["val"].shape[0]
-    steps = []  # "relu", then the Linear, with reshapes that keep the sample axis first
-    while True:
-        users = list(node.users)
-        if len(users) != 1:
-            return None
-        prev, node = node, users[0]
-        if node.op == "output":
-            break
-        linear = _linear_of(node, prev, params) if steps == ["relu"] else None
-        if linear is not None:
-            steps.append(linear)
-        elif node.target in RELUS and not steps:
-            steps.append("relu")
-        elif node.target not in RESHAPES or not steps or node.meta["val"].shape[:1] != (n,):
-            return None
-    out = node.args[0][0].meta["val"] if len(node.args[0]) == 1 else None
-    if len(steps) != 2 or out is None or out.numel() % n:
-        return None
-    return steps[1]
+    return Split(fx.GraphModule(traced, head), fx.GraphModule(traced, rest), tuple(params[p] for p in head_inputs[:-1]),
+                 tuple(params[p] for p in rest_inputs))
 
 
 def split_head(split: Split, parts: list, X: torch.Tensor) -> torch.Tensor:
@@ -333,7 +302,6 @@ def _subgraph(inputs: list, body: list, result) -> fx.Graph:
     graph, env = fx.Graph(), {}
     for i, node in enumerate(inputs):
         env[node] = graph.placeholder(f"input_{i}")
-        env[node].meta.update(node.meta)  # shapes ("val") as traced
     for node in body:
         env[node] = graph.node_copy(node, env.__getitem__)
     graph.output([env[result]])

@@ -14,9 +14,13 @@ from torch import nn  # noqa: E402
 from torch.nn.utils import vector_to_parameters  # noqa: E402
 
 from common import default_mlp_run  # noqa: E402
+from config import Config  # noqa: E402
+from main import load_data  # noqa: E402
+from plane_model import SplitModel, split_for  # noqa: E402
 from loss_surface import _generic_logits, evaluate_points, evaluate_surface, grid_for  # noqa: E402
 from models import FlatModel, build_model, loss_from_logits  # noqa: E402
 from projection import pca_plane, project, random_plane  # noqa: E402
+from training import OptimizerSpec, train  # noqa: E402
 
 REPEATS = 5
 torch.set_num_threads(1)
@@ -53,13 +57,18 @@ def generic_only(fm, X, y, plane, grid, chunk=None):
     return [logits for _, logits in _generic_logits(fm, X, plane, grid, chunk)]
 
 
-def compare(label, fm, X, y, plane, alphas, betas, extra=None):
+def split_only(fm, X, plane, grid, chunk=None):
+    """The split path's vmap of the rest of the network (no closed form), logits only."""
+    return [logits for _, logits in SplitModel(fm, split_for(fm, X), X, plane, chunk).logits(grid)]
+
+
+def compare(label, fm, X, y, plane, alphas, betas, extra=None, repeats=REPEATS):
     """One table row: loop vs project (and extra paths), medians of REPEATS, ratios against the loop."""
     grid = np.stack([g.ravel() for g in np.meshgrid(alphas, betas)], axis=1)  # (A B, 2), row-major like loss
     fns = {"loop": lambda: per_point_loop(fm, X, y, plane, grid),
            "project": lambda: evaluate_surface(fm, X, y, plane, alphas, betas)}
     fns.update(extra or {})
-    t = interleaved_medians(fns)
+    t = interleaved_medians(fns, repeats)
     reference = per_point_loop(fm, X, y, plane, grid)
     rel = float(np.max(np.abs(evaluate_points(fm, X, y, plane, grid)[0] - reference) / np.abs(reference)))
     others = "".join(f", {name} {t[name]:.3f} s ({t['loop'] / t[name]:.1f}x)" for name in extra or {})
@@ -98,12 +107,14 @@ grid3 = np.stack([g.ravel() for g in np.meshgrid(wide, wide)], 1)
 compare("own MLP, 3 classes (ce), random plane", fm3, X, y3, plane3, wide, wide,
         {"generic (fallback)": lambda: generic_only(fm3, X, y3, plane3, grid3)})
 
-# 5. A 3-layer MLP 10-128-128-1 (D=18049): no closed form, the generic path; chunk sizes K measured.
+# 5. A 3-layer MLP 10-128-128-1 (D=18049): no closed form; the split path (first layer three times,
+#    the rest vmapped) against the generic path at the chunk sizes K measured before.
 deep = nn.Sequential(nn.Linear(10, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 1), nn.Flatten(0))
 fm_deep = FlatModel(deep)
 plane_deep = random_plane(fm_deep.theta0, fm_deep.layout, seed=0)
-chunks = {f"K={k}": (lambda k=k: generic_only(fm_deep, X, y, plane_deep, grid3, k)) for k in (1, 2, 8, 32)}
-t = compare(f"3-layer MLP 10-128-128-1, D={fm_deep.dim} (generic)", fm_deep, X, y, plane_deep, wide, wide, chunks)
+chunks = {f"generic K={k}": (lambda k=k: generic_only(fm_deep, X, y, plane_deep, grid3, k)) for k in (1, 2, 8)}
+chunks.update({f"split K={k}": (lambda k=k: split_only(fm_deep, X, plane_deep, grid3, k)) for k in (1, 2, 8)})
+t = compare(f"3-layer MLP 10-128-128-1, D={fm_deep.dim} (split)", fm_deep, X, y, plane_deep, wide, wide, chunks)
 
 # 6. Achieved rate of the generic path: the forward's multiply-adds, 2 n (10*128 + 128*128 + 128) per
 #    point, against a float32 2048^2 matmul timed in this run.
@@ -114,5 +125,17 @@ mm_rate = 2 * 2048 ** 3 / t_mm / 1e9
 for name in ("loop", "project"):
     rate = flops / t[name] / 1e9
     print(f"  {name}: {rate:.1f} GFLOP/s against {mm_rate:.1f} GFLOP/s of a matmul ({100 * rate / mm_rate:.0f}%)")
+# 7. The CNN on digits (1797 8x8 images, 10 classes, D=1370), trained as main.py does, its PCA plane,
+#    51x51: the closed form on the Conv's output (project), the rest vmapped (split), the generic path.
+digits = load_data(Config(dataset="digits", model="cnn"), "cpu")
+fm_cnn = FlatModel(build_model("cnn", digits.n_features, seed=0, n_classes=digits.n_classes,
+                               image_shape=digits.image_shape, loss="ce"), loss="ce")
+run_cnn = train(fm_cnn, digits.X, digits.y, OptimizerSpec("gd", "sgd", Config().lr), 100)
+plane_cnn = pca_plane(run_cnn.params, run_cnn.final, fm_cnn.layout)
+a_cnn, b_cnn = grid_for(project(run_cnn.params, plane_cnn)[0], 51, 0.25)
+grid_cnn = np.stack([g.ravel() for g in np.meshgrid(a_cnn, b_cnn)], 1)
+compare(f"CNN on digits D={fm_cnn.dim}, PCA plane", fm_cnn, digits.X, digits.y, plane_cnn, a_cnn, b_cnn,
+        {"split": lambda: split_only(fm_cnn, digits.X, plane_cnn, grid_cnn),
+         "generic": lambda: generic_only(fm_cnn, digits.X, digits.y, plane_cnn, grid_cnn)}, repeats=3)
 print(f"{torch.get_num_threads()} thread, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} "
       f"on {os.cpu_count()} cores; medians of {REPEATS}")

@@ -380,7 +380,7 @@ def test_split_models_equal_the_loop(name, tiny_data):
     fm = FlatModel(module, loss=loss)
     structure, split = find_structure(fm, X), split_for(fm, X)
     assert structure.kind == "split" and split is not None
-    assert (split.tail is not None) == (name == "cnn")  # only ReLU -> Linear after the Conv has the closed form
+    assert split.first_names == tuple(fm.layout[i].name for i in (0, 1))  # the first layer's weight and bias
     plane = random_plane(fm.theta0, fm.layout, seed=3)
     coords = np.random.default_rng(2).uniform(-1.5, 1.5, size=(30, 2))
     loss_values, acc = evaluate_points(fm, X, y, plane, coords)
@@ -402,7 +402,7 @@ def test_split_models_in_eval_batches_sum_to_the_one_batch_result(name):
     assert np.array_equal(many[1], one[1])
 
 
-def test_cnn_split_in_float64_is_exact_far_out_and_on_wide_tiles():
+def test_cnn_split_in_float64_is_exact_near_and_far():
     X, y = digits_like(30, seed=4)
     fm = FlatModel(build_model("cnn", 64, seed=2, image_shape=(1, 8, 8)).double())  # bce: one output column
     X, y = X.double(), (y % 2).double()
