@@ -190,7 +190,7 @@ class _Sizes:
         nbytes += 4.0 * 4 * self.eval_n * self.width  # activations of one product
         logistic = along * (2.0 * self.n * self.D_log ** 2 + 10.0 * self.D_log ** 3)  # its own closed form
         return Part(nbytes, self.seconds(solves * per_solve + logistic, solves * calls),
-                    ("hessian_method", "hidden_dim", "curvature_every", "curvature_resolution", "epochs"), memory_knobs)
+                    ("curvature_every", "epochs", "hessian_method", "hidden_dim", "curvature_resolution"), memory_knobs)
 
     def embeddings(self) -> Part:
         if not (wants(self.cfg, "isomap") and self.seeds > 1):
