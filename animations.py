@@ -27,7 +27,7 @@ from PIL import Image  # noqa: E402
 from outputs import atomic_path  # noqa: E402
 from plot_style import (CURVE_CAP, SHADOW_DASHES, contour_levels, draw_background, drawn_kind,  # noqa: E402
                         finite_prefix, line_pieces, loss_scale, on_mask, path_handle, path_style, run_colour,
-                        shadow_label, view_azimuth)
+                        shadow_label, switch_points, view_azimuth)
 
 FIGSIZE, DPI = (8, 6), 100  # 800 x 600 frames: 10-12 pt text reads at the GIF's own size, 60 frames < 3 MB
 FONT = dict(tick=9, label=11, caption=11, title=12)  # points, at DPI 100
@@ -188,11 +188,6 @@ def descent_figure(scene: dict):
     caption = fig.supxlabel(caption_text(scene, len(scene["steps"]) - 1), fontsize=FONT["caption"],
                             family="monospace")
     return fig, trail, head, caption, connectors
-
-
-def switch_points(on) -> np.ndarray:
-    """Checkpoints on the surface next to one off it: where the 3D PNG stands a dotted connector."""
-    return np.flatnonzero(on & ~(np.r_[True, on[:-1]] & np.r_[on[1:], True]))
 
 
 def descent_handles(scene: dict) -> list:

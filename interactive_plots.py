@@ -15,7 +15,7 @@ from plotly.offline import get_plotlyjs, get_plotlyjs_version
 import findings
 from outputs import write_text
 from plot_style import (CURVE_CAP, finite_prefix, line_pieces, loss_scale, on_mask, run_colour, shadow_label,
-                        view_azimuth)
+                        switch_points, view_azimuth)
 
 ASSET_DIR = "assets"
 MAX_SLIDER_STEPS = 101  # more steps than this are subsampled, first and last kept
@@ -309,7 +309,7 @@ def _path_traces(x, y, z, on, hover, colours, names, floor, widths, solid_first:
 def _connectors(x, y, z, on, floor, colour=None, **common) -> list:
     """A dotted vertical line from the floor up to each checkpoint on the surface next to one off it
     (where the path switches), as in the 3D PNG; none when the path never switches."""
-    at = np.flatnonzero(on & ~(np.r_[True, on[:-1]] & np.r_[on[1:], True]))
+    at = switch_points(on)
     if not at.size:
         return []
     def strokes(bottom, top):  # (3K,): each connector's two ends, then a gap (NaN) before the next

@@ -165,6 +165,13 @@ def segments(mask) -> list:
     return [(int(a), int(b), bool(mask[a])) for a, b in zip(starts, stops)] if mask.size else []
 
 
+def switch_points(mask) -> np.ndarray:
+    """Indices of checkpoints on the surface next to one off it: where a 3D view stands a dotted
+    connector from the floor up to the surface, so the eye can follow the path."""
+    mask = np.asarray(mask, dtype=bool)
+    return np.flatnonzero(mask & ~(np.r_[True, mask[:-1]] & np.r_[mask[1:], True]))
+
+
 def line_pieces(mask) -> list:
     """[(lo, hi, on)]: the slices [lo:hi] of a path drawn as one line each. A stretch on the surface is
     solid; a stretch off it is dashed and takes the joins to its neighbours, so the step between an

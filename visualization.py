@@ -15,7 +15,7 @@ from plot_style import (  # noqa: E402
     ARROW_COLOUR, ARROW_HANDLE, CURVE_CAP, END, START, THIN_WHITE_EDGE, add_colorbar, contour_levels, draw_arrows,
     draw_background, draw_path, finish, finite_prefix, gap_note, legend_below, line_pieces, loss_label, loss_scale,
     marker_handles, new_figure, nonfinite_note, on_mask, path_style, residual_note, run_colour, set_plain_log,
-    set_plane_axes, shadow_label, spread_indices, view_azimuth)
+    set_plane_axes, shadow_label, switch_points, spread_indices, view_azimuth)
 
 
 @dataclass
@@ -121,8 +121,7 @@ def _draw_path_3d(ax, coords, z_lifted, floor, mask, colour, labels):
         z = z_lifted[lo:hi] if on else np.full(hi - lo, floor)
         ax.plot(*coords[lo:hi].T, z, **path_style(colour, "surface" if on else "shadow"), zorder=3,
                 label=labels.pop(on, "_nolegend_"))
-    ends = mask & ~(np.r_[True, mask[:-1]] & np.r_[mask[1:], True])  # on the surface, next to a shadow point
-    for i in np.flatnonzero(ends):
+    for i in switch_points(mask):
         ax.plot(*[[c, c] for c in coords[i]], [floor, z_lifted[i]], color=colour, lw=1.4, ls=(0, (1, 1.5)),
                 path_effects=THIN_WHITE_EDGE, zorder=3)
 

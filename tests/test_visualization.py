@@ -641,3 +641,13 @@ def test_eigen_ratio_spectrum_and_plane_choice_take_a_mask(tmp_path, captured):
         np.testing.assert_allclose(np.c_[dash[0].get_data()], coords[:7])
         np.testing.assert_allclose(np.c_[solid[0].get_data()], coords[6:])
     assert "epochs 0–5 off the plane" in captured[0].axes[0].get_legend().get_texts()[0].get_text()
+
+
+def test_switch_points_are_the_on_checkpoints_next_to_an_off_one():
+    from plot_style import switch_points
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        mask = rng.random(rng.integers(1, 12)) < 0.6
+        n = len(mask)
+        expected = [i for i in range(n) if mask[i] and ((i > 0 and not mask[i - 1]) or (i < n - 1 and not mask[i + 1]))]
+        assert switch_points(mask).tolist() == expected
