@@ -36,6 +36,8 @@ TILE_ELEMENTS = 2 ** 20
 # thread, evaluate_points): the digits CNN (n F = 230k) 1.5x slower at K = 1 than at K = 2..16,
 # the 10-128-128-1 MLP at n = 1000 (n F = 128k) best at K = 2..4, 2x slower at K = 8.
 SPLIT_ELEMENTS = 2 ** 19
+# Most logit floats in one block the split path hands to the loss sums: 1 MB.
+LOGIT_ELEMENTS = 2 ** 18
 _structures: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -225,6 +227,7 @@ class Split:
     rest: fx.GraphModule  # (first layer's output, *rest weights) -> [out]
     first_names: tuple  # parameter names the head takes, in order
     rest_names: tuple  # parameter names the rest takes, in order
+    out_numel: int  # floats of the traced output: n C
 
 
 def split_for(fm, X: torch.Tensor) -> Split | None:
@@ -265,7 +268,7 @@ def _split(traced: fx.GraphModule, names: list) -> Split | None:
                                                                                        or n.op == "get_attr")]
     rest = _subgraph([node] + rest_inputs, rest_body, output.args[0][0])
     return Split(fx.GraphModule(traced, head), fx.GraphModule(traced, rest), tuple(params[p] for p in head_inputs[:-1]),
-                 tuple(params[p] for p in rest_inputs))
+                 tuple(params[p] for p in rest_inputs), output.args[0][0].meta["val"].numel())
 
 
 def split_head(split: Split, parts: list, X: torch.Tensor) -> torch.Tensor:
@@ -320,15 +323,30 @@ class SplitModel:
         self.weights = [torch.stack([p[name].reshape(-1) for p in parts]) for name in split.rest_names]  # (3, numel)
         self.shapes = [parts[0][name].shape for name in split.rest_names]
         self.rest = vmap(lambda z, *weights: split.rest(z, *weights)[0])
-        self.n = X.shape[0]
+        self.n, self.out_numel = X.shape[0], split.out_numel
         self.chunk = chunk or max(1, min(256, SPLIT_ELEMENTS // self.z[0].numel()))
 
     def logits(self, coords: np.ndarray):
-        """Yield (indices into coords, logits (K, n, C)) for chunk points at a time, covering every point once."""
+        """Yield (indices into coords, logits (K, n, C)), covering every point once.
+
+        The rest runs chunk points at a time; blocks of several chunks go out together so that the
+        caller's loss sums (a few small ops per block) are paid once per LOGIT_ELEMENTS floats.
+        """
+        per_block = self.chunk * max(1, LOGIT_ELEMENTS // (self.chunk * self.n * self._width()))
+        for start in range(0, len(coords), per_block):
+            block = coords[start:start + per_block]
+            parts = [self._rest_at(block[i:i + self.chunk]) for i in range(0, len(block), self.chunk)]
+            yield np.arange(start, start + len(block)), torch.cat(parts)
+
+    def _rest_at(self, coords: np.ndarray) -> torch.Tensor:
+        """Logits (K, n, C) at K coordinates: the first layer combined, then the rest vmapped."""
         flat = self.z.reshape(3, -1)  # (3, n F)
-        for start in range(0, len(coords), self.chunk):
-            ab = torch.as_tensor(coords[start:start + self.chunk], dtype=flat.dtype, device=flat.device)
-            powers = torch.cat([torch.ones_like(ab[:, :1]), ab], dim=1)  # (K, 3): 1 a b
-            z = (powers @ flat).view(len(ab), *self.z.shape[1:])  # (K, n, ...): the first layer at each point
-            weights = [(powers @ w).view(len(ab), *shape) for w, shape in zip(self.weights, self.shapes)]
-            yield np.arange(start, start + len(ab)), self.rest(z, *weights).reshape(len(ab), self.n, -1)
+        ab = torch.as_tensor(coords, dtype=flat.dtype, device=flat.device)
+        powers = torch.cat([torch.ones_like(ab[:, :1]), ab], dim=1)  # (K, 3): 1 a b
+        z = (powers @ flat).view(len(ab), *self.z.shape[1:])  # (K, n, ...): the first layer at each point
+        weights = [(powers @ w).view(len(ab), *shape) for w, shape in zip(self.weights, self.shapes)]
+        return self.rest(z, *weights).reshape(len(ab), self.n, -1)
+
+    def _width(self) -> int:
+        """C: logit columns per sample, from the traced output."""
+        return max(1, self.out_numel // self.n)
