@@ -97,7 +97,7 @@ def summed_loss_and_metric(kind: str, logits: torch.Tensor, y: torch.Tensor) -> 
     """(loss_terms(...).sum(-1), metric_sum(...)) for many weight vectors' logits (K, n) or (K, n, C).
 
     The same numbers in fewer passes over the K x n logits, as matrix-vector products where the
-    labels enter linearly: Σ softplus(z) - z·y for bce, Σ logsumexp(z) - Σ z[y] for ce, and the
+    labels enter linearly: Σ softplus(z) - z·y for bce, Σ (logsumexp(z) - z[y]) for ce, and the
     correct count Σ (1 - y) + [z > 0]·(2y - 1) for bce. The surfaces spend most of their time here.
     """
     if kind == "bce":
@@ -107,7 +107,7 @@ def summed_loss_and_metric(kind: str, logits: torch.Tensor, y: torch.Tensor) -> 
         return loss, right
     if kind == "ce":
         picked = logits.gather(-1, y.long().expand(*logits.shape[:-1]).unsqueeze(-1)).squeeze(-1)  # (K, n)
-        loss = torch.logsumexp(logits, dim=-1).sum(dim=-1) - picked.sum(dim=-1)
+        loss = (torch.logsumexp(logits, dim=-1) - picked).sum(dim=-1)  # per sample first: no cancellation
         return loss, (logits.argmax(dim=-1) == y.long()).sum(dim=-1).to(logits.dtype)
     return loss_terms(kind, logits, y).sum(dim=-1), metric_sum(kind, logits, y)
 
