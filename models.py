@@ -96,13 +96,13 @@ def metric_sum(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor
 def summed_loss_and_metric(kind: str, logits: torch.Tensor, y: torch.Tensor) -> tuple:
     """(loss_terms(...).sum(-1), metric_sum(...)) for many weight vectors' logits (K, n) or (K, n, C).
 
-    The same numbers in fewer passes over the K x n logits, as matrix-vector products where the
-    labels enter linearly: Σ softplus(z) - z·y for bce, Σ (logsumexp(z) - z[y]) for ce, and the
-    correct count Σ (1 - y) + [z > 0]·(2y - 1) for bce. The surfaces spend most of their time here.
+    The same numbers in fewer passes over the K x n logits: the bce correct count as one
+    matrix-vector product, Σ (1 - y) + [z > 0]·(2y - 1). Losses are summed per sample, never as a
+    difference of two large sums (that cancels in float32 when the loss is small).
     """
     if kind == "bce":
         y = y.to(logits.dtype)
-        loss = F.softplus(logits).sum(dim=-1) - logits @ y
+        loss = (F.softplus(logits) - logits * y).sum(dim=-1)  # per sample first: no cancellation
         right = torch.gt(logits, 0, out=torch.empty_like(logits)) @ (2 * y - 1) + (1 - y).sum()
         return loss, right
     if kind == "ce":
