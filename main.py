@@ -152,6 +152,7 @@ def compute_curvature(cfg, cache, dataset, runs, scapes, fms) -> dict:
     """Hessian extremes along the main runs and the learning-rate runs; trace, density, top-2 plane; convexity map."""
     import stages
     main_key = main_model_key(cfg)
+    cfg = affordable_curvature(cfg, fms[main_key], dataset, runs[main_key][0])
     curvature = {kind: stages.curvature_of(cache, fms[kind], dataset, runs[kind][0], cfg)
                  for kind in (main_key, "logistic")}
     if "lr_sensitivity" in runs and config.wants(cfg, "curvature"):  # does λmax climb to 2/lr? (edge of stability)
@@ -167,6 +168,36 @@ def compute_curvature(cfg, cache, dataset, runs, scapes, fms) -> dict:
     if cfg.curvature_resolution and config.wants(cfg, "eigen_ratio"):
         curvature["eigen_ratio"] = stages.eigen_ratio(cache, fm, dataset, scapes[main_key], run, cfg)
     return curvature
+
+
+AUTODIFF_CHECKPOINTS, AUTODIFF_MAP = 11, 5  # per path, and per axis of the convexity map
+
+
+def affordable_curvature(cfg, fm, dataset, run):
+    """Curvature settings this model can afford. Without a closed-form Hessian every product is an
+    autodiff pass over the data (the CNN's: ~10 ms, ~50 per checkpoint), so the defaults become at most
+    AUTODIFF_CHECKPOINTS checkpoints per path and an AUTODIFF_MAP-square convexity map, said in one
+    line; values the user set are kept."""
+    import dataclasses
+
+    import hessian
+    if hessian.has_closed_form(fm, dataset.X, run.trajectory.final):
+        return cfg
+    default, changes = config.Config(), {}
+    if cfg.curvature_every == default.curvature_every:
+        changes["curvature_every"] = max(cfg.curvature_every, -(-cfg.epochs // (AUTODIFF_CHECKPOINTS - 1)))
+    if cfg.curvature_resolution == default.curvature_resolution:
+        changes["curvature_resolution"] = min(cfg.curvature_resolution, AUTODIFF_MAP)
+    changes = {k: v for k, v in changes.items() if v != getattr(cfg, k)}
+    if changes and distributed_writer():
+        print(f"note: no closed-form Hessian for this model: curvature with "
+              f"{', '.join(f'{k}={v}' for k, v in changes.items())} (set them to choose)", flush=True)
+    return dataclasses.replace(cfg, **changes)
+
+
+def distributed_writer() -> bool:
+    import distributed
+    return distributed.is_writer()
 
 
 # ---------------------------------------------------------------- entry point
