@@ -236,7 +236,8 @@ def run_pipeline(cfg: config.Config, use_cache: bool = True, dataset=None, modul
         try:
             check_outputs(fm, dataset.X, dataset.y, dataset.n_classes or None)
         except ValueError as err:
-            raise config.ConfigError(f"model '{kind}' does not fit the data: {err}") from None
+            name = cfg.model if kind == main_model_key(cfg) else kind
+            raise config.ConfigError(f"model {name!r} does not fit the data: {err}") from None
     runs = stages.run("training", train_all, cfg, cache, dataset, builders)
     # 2. planes and surfaces; curvature; embeddings; interpolation
     scapes = stages.run("surfaces", compute_landscapes, cfg, cache, dataset, runs, fms)
