@@ -125,27 +125,38 @@ def train_all(cfg, cache, dataset, builders) -> dict:
     return runs
 
 
+def run_jobs(jobs: dict, desc: str, unit: str) -> dict:
+    """name -> thunk, run in order under one progress bar (with an ETA; shown on a terminal)."""
+    from tqdm import tqdm
+    with tqdm(total=len(jobs), desc=desc, unit=unit, leave=False, disable=None) as bar:
+        results = {}
+        for name, job in jobs.items():
+            results[name] = job()
+            bar.update()
+    return results
+
+
 def compute_landscapes(cfg, cache, dataset, runs, fms) -> dict:
     """Every plane the figures need, each evaluated once and shared by PNG, GIF and HTML."""
     import stages
     main_key, wants = main_model_key(cfg), lambda g: config.wants(cfg, g)  # noqa: E731
-    scapes = {kind: stages.single_run_landscape(cache, fms[kind], dataset, runs[kind][0], cfg)
-              for kind in ("logistic", main_key)}
     fm, seeds = fms[main_key], runs[main_key]
+    jobs = {kind: (lambda kind=kind: stages.single_run_landscape(cache, fms[kind], dataset, runs[kind][0], cfg))
+            for kind in ("logistic", main_key)}
     if wants("plane_choice"):
-        scapes["plane_choice"] = stages.plane_choice(cache, fm, dataset, seeds[0], cfg)
+        jobs["plane_choice"] = lambda: stages.plane_choice(cache, fm, dataset, seeds[0], cfg)
     if wants("multi_seed") and len(seeds) >= 2:
         finite = stages.finite_runs(seeds)
         if len(finite) >= 3:
-            scapes["three_minima"] = stages.minima_landscape(cache, fm, dataset, finite, cfg)
-        scapes["mode_connectivity"] = stages.mode_connectivity(cache, fm, dataset, finite)
-        scapes["seeds"] = stages.seed_landscapes(cache, fm, dataset, seeds, cfg)
+            jobs["three_minima"] = lambda: stages.minima_landscape(cache, fm, dataset, finite, cfg)
+        jobs["mode_connectivity"] = lambda: stages.mode_connectivity(cache, fm, dataset, finite)
+        jobs["seeds"] = lambda: stages.seed_landscapes(cache, fm, dataset, seeds, cfg)
     for study in ("optimizers", "lr_sensitivity"):
         if study in runs:
-            scapes[study] = stages.shared_landscape(cache, fm, dataset, runs[study], cfg)
+            jobs[study] = lambda study=study: stages.shared_landscape(cache, fm, dataset, runs[study], cfg)
     if wants("sharpness") and "lr_sensitivity" in runs:
-        scapes["sharpness"] = stages.sharpness(cache, fm, dataset, stages.finite_runs(runs["lr_sensitivity"]), cfg)
-    return scapes
+        jobs["sharpness"] = lambda: stages.sharpness(cache, fm, dataset, stages.finite_runs(runs["lr_sensitivity"]), cfg)
+    return run_jobs(jobs, "surfaces", "plane")
 
 
 def compute_curvature(cfg, cache, dataset, runs, scapes, fms) -> dict:
@@ -153,20 +164,24 @@ def compute_curvature(cfg, cache, dataset, runs, scapes, fms) -> dict:
     import stages
     main_key = main_model_key(cfg)
     cfg = affordable_curvature(cfg, fms[main_key], dataset, runs[main_key][0])
-    curvature = {kind: stages.curvature_of(cache, fms[kind], dataset, runs[kind][0], cfg)
-                 for kind in (main_key, "logistic")}
-    if "lr_sensitivity" in runs and config.wants(cfg, "curvature"):  # does λmax climb to 2/lr? (edge of stability)
-        curvature["lr_sensitivity"] = [stages.curvature_of(cache, fms[main_key], dataset, run, cfg)
-                                       for run in runs["lr_sensitivity"]]
     run, fm = runs[main_key][0], stages.plane_model(fms[main_key], runs[main_key][0], -1)
+    jobs = {kind: (lambda kind=kind: stages.curvature_of(cache, fms[kind], dataset, runs[kind][0], cfg))
+            for kind in (main_key, "logistic")}
+    if "lr_sensitivity" in runs and config.wants(cfg, "curvature"):  # does λmax climb to 2/lr? (edge of stability)
+        jobs.update({("lr", k): (lambda r=r: stages.curvature_of(cache, fms[main_key], dataset, r, cfg))
+                     for k, r in enumerate(runs["lr_sensitivity"])})
     if config.wants(cfg, "spectrum"):
-        extras = stages.curvature_extras(cache, fm, dataset, run, cfg)
+        jobs["extras"] = lambda: stages.curvature_extras(cache, fm, dataset, run, cfg)
+    if cfg.curvature_resolution and config.wants(cfg, "eigen_ratio"):
+        jobs["eigen_ratio"] = lambda: stages.eigen_ratio(cache, fm, dataset, scapes[main_key], run, cfg)
+    done = run_jobs(jobs, "curvature", "job")
+    curvature = {name: value for name, value in done.items() if not isinstance(name, tuple)}
+    if any(isinstance(name, tuple) for name in done):
+        curvature["lr_sensitivity"] = [value for name, value in done.items() if isinstance(name, tuple)]
+    if "extras" in curvature:
         grid = scapes[main_key].surface  # the PCA plane's extent, centred on θ*
         span = (grid.alphas - grid.alphas.mean(), grid.betas - grid.betas.mean())
-        curvature["extras"] = extras
-        scapes["hessian_top2"] = stages.eigen_landscape(cache, fm, dataset, run, extras, span, cfg)
-    if cfg.curvature_resolution and config.wants(cfg, "eigen_ratio"):
-        curvature["eigen_ratio"] = stages.eigen_ratio(cache, fm, dataset, scapes[main_key], run, cfg)
+        scapes["hessian_top2"] = stages.eigen_landscape(cache, fm, dataset, run, curvature["extras"], span, cfg)
     return curvature
 
 
