@@ -150,7 +150,8 @@ def plane_finding(summary: dict) -> str | None:
                if any(r.get("drawn", "surface") != "surface" for r in plane.get("runs", {}).values())]
     if shadows:
         more = f" and {len(shadows) - SHADOWS_LISTED} more planes" if len(shadows) > SHADOWS_LISTED else ""
-        parts.append("off their plane, so drawn as dashed shadows: " + ", ".join(shadows[:SHADOWS_LISTED]) + more)
+        parts.append("where runs leave their plane they are drawn as dashed shadows: "
+                     + ", ".join(shadows[:SHADOWS_LISTED]) + more)
     elif any(p.get("runs") for p in others.values()):
         parts.append("every run of the other planes lies on its plane")
     return (parts[0][0].upper() + "; ".join(parts)[1:] + ".") if parts else None
@@ -160,7 +161,9 @@ def _shadow_text(name: str, runs: dict) -> str:
     """'Adam on the optimizers plane (45% off)' for one shadow, '2 of 3 runs on the optimizers plane' for more."""
     off = {label: r for label, r in runs.items() if r.get("drawn", "surface") != "surface"}
     if len(off) > 1:
-        return f"{len(off)} of {len(runs)} runs on the {name} plane"
+        wholly = sum(r.get("drawn") == "shadow" for r in off.values())
+        return (f"{len(off)} of {len(runs)} runs on the {name} plane"
+                + (f" ({wholly} wholly)" if 0 < wholly < len(off) else " (wholly)" if wholly else " (in part)"))
     (label, r), = off.items()
     partly = ", partly" if r.get("drawn") == "partial" else ""
     return f"{label} on the {name} plane ({percent(r.get('residual_mean'))} off{partly})"
