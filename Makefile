@@ -24,8 +24,8 @@ bench: $(VENV)/.installed
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 # The README's gallery: committed copies under docs/, regenerated from a full default run.
-GALLERY := mlp_3d.png mlp_contour.png optimizer_comparison.png edge_of_stability.png mlp_pca_vs_isomap.png \
-           interpolation_1d.png mlp_descent.gif optimizer_race.gif
+GALLERY := mlp_3d.png mlp_contour.png plane_choice.png mlp_multi_seed.png sharpness.png hessian_spectrum.png \
+           optimizer_comparison.png edge_of_stability.png mlp_descent.gif optimizer_race.gif
 gallery: $(VENV)/.installed
 	$(PY) main.py --output_dir=build/gallery $(ARGS)
 	mkdir -p docs && for f in $(GALLERY); do cp build/gallery/$$f docs/$$f; done

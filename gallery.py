@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from config import format_value, wants
+from config import wants
 from outputs import output_path
 
 MODEL_TITLES = {"logistic": "logistic regression", "mlp": "MLP", "cnn": "CNN", "model": "your model"}
@@ -75,7 +75,9 @@ def plane_path(p, colours=None):
 
 def plane_title(name: str, p) -> str:
     n = p.numbers()
-    return f"{name}\nresidual {100 * n['residual_mean']:.1f}%, gap ≤ {format_value(round(n['gap_max_all'], 3))}"
+    on_surface = (f"gap {n['gap_max']:.3f} where drawn on the surface" if n["on_surface_share"] > 0
+                  else "no checkpoint drawn on the surface")
+    return f"{name}\nresidual {100 * n['residual_mean']:.1f}%, {on_surface}, {n['gap_max_all']:.3f} over the whole path"
 
 
 # ---------------------------------------------------------------- PNGs
