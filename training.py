@@ -97,7 +97,7 @@ def _record(fm, theta, buffers, X, y):
         t = theta.detach().clone()
         kept = {k: b.clone() for k, b in buffers.items()}
         at = fm.with_buffers(kept) if kept else fm
-        return t, at.loss(t, X, y), at.accuracy(t, X, y), kept
+        return (t, *at.loss_and_accuracy(t, X, y), kept)
 
 
 def full_batch_grad_norm(fm: FlatModel, X, y, theta: torch.Tensor, buffers: dict | None = None) -> float:

@@ -186,3 +186,15 @@ def test_summed_loss_and_metric_equal_the_per_sample_definitions(kind, shape):
     loss, metric = summed_loss_and_metric(kind, logits, y)
     assert torch.allclose(loss, loss_terms(kind, logits, y).sum(dim=-1), rtol=1e-12)
     assert torch.allclose(metric, metric_sum(kind, logits, y).double(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("eval_batch_size", [None, 7])
+def test_loss_and_accuracy_in_one_pass_equal_the_separate_ones(eval_batch_size):
+    from data import make_dataset
+    data = make_dataset("classification", n_samples=40, n_features=4, noise=0.05, seed=0, n_classes=3)
+    fm = FlatModel(build_model("mlp", 4, 6, seed=1, n_classes=3, loss="ce"), loss="ce",
+                   eval_batch_size=eval_batch_size)
+    theta = fm.theta0 + 0.3
+    loss, accuracy = fm.loss_and_accuracy(theta, data.X, data.y)
+    assert torch.equal(loss, fm.loss(theta, data.X, data.y))
+    assert torch.equal(accuracy, fm.accuracy(theta, data.X, data.y))
