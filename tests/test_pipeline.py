@@ -109,3 +109,33 @@ def test_skip_and_only_limit_the_outputs(tmp_path):
     assert main.main(["--quick", "--only=interpolation", f"--output_dir={tmp_path}",
                       f"--cache_dir={tmp_path / 'cache'}"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "interpolation_1d.png", "summary.json"]
+
+
+def test_the_same_run_twice_gives_identical_files(quick_run, cache_dir, tmp_path):
+    assert main.main(["--quick", f"--output_dir={tmp_path}", f"--cache_dir={cache_dir}", "--only=surfaces"]) == 0
+    for name in ("mlp_3d.png", "logistic_contour.png"):
+        assert (tmp_path / name).read_bytes() == (quick_run / name).read_bytes(), name
+    again = json.loads((tmp_path / "summary.json").read_text())
+    first = json.loads((quick_run / "summary.json").read_text())
+    for group in ("mlp", "logistic"):
+        assert again["runs"][group] == first["runs"][group] and again["planes"][group] == first["planes"][group]
+
+
+def test_ctrl_c_stops_with_one_line_and_leaves_no_partial_file(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    root = Path(main.__file__).parent
+    proc = subprocess.Popen([sys.executable, "main.py", "--quick", "--no-cache", f"--output_dir={tmp_path}"],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # interrupt once training is under way
+        if "data" in line:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: finished files are intact")
+    assert "Traceback" not in err and not list(tmp_path.glob(".partial-*"))
