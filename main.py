@@ -76,13 +76,13 @@ def model_builders(cfg, dataset, device, module_factory=None) -> dict:
 
 
 def data_key(cfg) -> dict:
-    from stages import file_version
+    from cache import file_version
     fields = ("dataset", "n_samples", "n_features", "noise", "data_seed", "n_classes", "data", "loss")
     return {**{f: getattr(cfg, f) for f in fields}, "data_file": file_version(cfg.data)}
 
 
 def model_key(cfg, kind: str) -> dict:
-    from stages import file_version
+    from cache import file_version
     user_file = cfg.model.rsplit(":", 1)[0] if kind == "model" and ":" in cfg.model else ""
     return {"kind": kind, "model": cfg.model if kind != "logistic" else "logistic", "hidden_dim": cfg.hidden_dim,
             "model_file": file_version(user_file), "eval_batch_size": cfg.eval_batch_size, "device": cfg.device}
@@ -164,7 +164,7 @@ def compute_curvature(cfg, cache, dataset, runs, scapes, fms) -> dict:
     import stages
     main_key = main_model_key(cfg)
     cfg = affordable_curvature(cfg, fms[main_key], dataset, runs[main_key][0])
-    run, fm = runs[main_key][0], stages.plane_model(fms[main_key], runs[main_key][0], -1)
+    run, fm = runs[main_key][0], stages.model_at(fms[main_key], runs[main_key][0], -1)
     jobs = {kind: (lambda kind=kind: stages.curvature_of(cache, fms[kind], dataset, runs[kind][0], cfg))
             for kind in (main_key, "logistic")}
     if "lr_sensitivity" in runs and config.wants(cfg, "curvature"):  # does λmax climb to 2/lr? (edge of stability)
@@ -226,6 +226,7 @@ def run_pipeline(cfg: config.Config, use_cache: bool = True, dataset=None, modul
     import gallery
     import report
     import stages as st
+    from cache import StageCache
     from models import check_outputs
     from outputs import output_path, remove_partial_files, write_json
     device = resolve_device(cfg.device)
@@ -236,7 +237,7 @@ def run_pipeline(cfg: config.Config, use_cache: bool = True, dataset=None, modul
     if writer:
         remove_partial_files(cfg.output_dir)
     # several ranks share the work of one computation: a cache entry would hold one rank's view of it
-    cache = st.StageCache(cfg.cache_dir if use_cache and ranks.world_size == 1 else None)
+    cache = StageCache(cfg.cache_dir if use_cache and ranks.world_size == 1 else None)
     torch.manual_seed(0)  # nothing should draw from it; fixed so an accidental draw is at least repeatable
     # 0. the cost, known before it is spent: refuse what cannot fit, warn about what takes long
     budget.check(budget.estimate(cfg, device=device), device=device, quiet=not writer)

@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib
 import itertools
-import logging
 import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,91 +21,10 @@ SHADOW_RESIDUAL = 0.10  # mean share of the path's displacement the plane cannot
 SHADOW_GAP = 0.02  # largest |surface - recorded loss| over the run's checkpoints
 
 
-# ---------------------------------------------------------------- the cache
-
-class StageCache:
-    """The one place stages are cached: joblib.Memory keyed by the stage's inputs and the code it runs.
-
-    A damaged entry (truncated, or pickled by another version) is recomputed with a one-line
-    warning, never trusted; a folder that cannot be written means computing without the cache.
-    Concurrent runs may share the folder: joblib writes each entry to a temporary name and renames it.
-    """
-
-    def __init__(self, folder: str | None):
-        self.memory, self.hits, self.misses = None, 0, 0
-        if folder:
-            import joblib
-            try:
-                self.memory = joblib.Memory(folder, verbose=0)
-            except OSError as err:
-                print(f"warning: cache folder {folder!r} cannot be used ({err.strerror}); computing without it")
-
-    def __call__(self, stage: str, key: dict, modules: tuple, compute):
-        if self.memory is None:
-            return compute()
-        cached = self.memory.cache(_computed, ignore=["compute"])
-        full_key = {"stage": stage, "key": key, "code": code_version(modules)}
-        complaints = _JoblibComplaints()
-        try:
-            hit = cached.check_call_in_cache(full_key, None)
-            result = cached(full_key, compute)
-        except OSError as err:  # the folder turned read-only or full: compute, store nothing
-            print(f"warning: cache folder not writable ({err.strerror}); computing {stage} without it")
-            self.memory = None
-            return compute()
-        finally:
-            complaints.close()
-        if complaints.records:  # joblib could not load the entry and recomputed it
-            hit = False
-            print(f"warning: a damaged cache entry of stage '{stage}' was recomputed")
-        self.hits, self.misses = self.hits + hit, self.misses + (not hit)
-        return result
-
-
-class _JoblibComplaints(logging.Handler):
-    """Collects what joblib logs (a failed load) instead of letting it print a traceback."""
-
-    def __init__(self):
-        super().__init__()
-        self.records, self.logger = [], logging.getLogger("joblib")
-        self.propagate = self.logger.propagate
-        self.logger.addHandler(self)
-        self.logger.propagate = False
-
-    def emit(self, record):
-        self.records.append(record)
-
-    def close(self):
-        self.logger.removeHandler(self)
-        self.logger.propagate = self.propagate
-        super().close()
-
-
-def _computed(key, compute):
-    return compute()
-
-
-_CODE: dict = {}
-
-
-def code_version(modules: tuple) -> str:
-    """A hash of the source files of `modules`: a change to their code invalidates the stage."""
-    if modules not in _CODE:
-        digest = hashlib.sha256()
-        for name in modules:
-            digest.update(Path(importlib.import_module(name).__file__).read_bytes())
-        _CODE[modules] = digest.hexdigest()[:16]
-    return _CODE[modules]
-
-
-def file_version(path: str) -> str:
-    """A hash of a user's file (data or model), so editing it invalidates what was computed from it."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else ""
-
-
-TRAIN_CODE = ("data", "models", "training")
-SURFACE_CODE = TRAIN_CODE + ("projection", "filter_norm", "loss_surface", "gradients")
-CURVATURE_CODE = TRAIN_CODE + ("hessian",)
+# The source files each kind of stage runs: editing any of them invalidates its cached entries.
+TRAIN_CODE = ("stages", "data", "models", "training")
+SURFACE_CODE = TRAIN_CODE + ("projection", "filter_norm", "loss_surface", "plane_model", "gradients")
+CURVATURE_CODE = SURFACE_CODE + ("hessian", "spectrum")
 
 
 # ---------------------------------------------------------------- runs
@@ -154,7 +69,7 @@ class Run:
 
 def train_run(cache, fm, data, spec, epochs, batch_size, seed, label, key) -> Run:
     """One cached run; its key names the data, the model, the optimiser and every training knob."""
-    key = {**key, "spec": asdict(spec), "epochs": epochs, "batch_size": batch_size, "seed": seed}
+    key = {**key, "spec": asdict(spec), "epochs": epochs, "batch_size": batch_size, "seed": seed, "label": label}
 
     def compute():
         trajectory = train(fm, data.X, data.y, spec, epochs, batch_size=batch_size, seed=seed)
@@ -214,7 +129,7 @@ class Landscape:
     paths: list = field(default_factory=list)
 
 
-def plane_model(fm, run: Run, index: int):
+def model_at(fm, run: Run, index: int):
     """The model evaluated with the buffers (BatchNorm statistics) of one checkpoint: the plane's centre."""
     buffers = run.trajectory.buffers
     return fm.with_buffers(buffers[index]) if buffers else fm
@@ -272,7 +187,7 @@ def single_run_landscape(cache, fm, data, run: Run, cfg) -> Landscape:
     recipe = {"kind": "pca", "norm": cfg.direction_norm, "ignore_bias": cfg.ignore_bias}
     make = lambda: pca_plane(run.trajectory.params, run.trajectory.final, fm.layout,  # noqa: E731
                              norm=cfg.direction_norm, ignore_bias=cfg.ignore_bias)
-    return landscape(cache, plane_model(fm, run, -1), data, recipe, make, [run], [run],
+    return landscape(cache, model_at(fm, run, -1), data, recipe, make, [run], [run],
                      cfg.vis_resolution, cfg.grid_margin, arrows=True)
 
 
@@ -280,13 +195,13 @@ def shared_landscape(cache, fm, data, runs, cfg) -> Landscape:
     """Several runs from one initialisation on the one plane through it that covers them best."""
     fitted = finite_runs(runs)
     make = lambda: shared_plane([r.trajectory for r in fitted], runs[0].trajectory.params[0])  # noqa: E731
-    return landscape(cache, plane_model(fm, runs[0], 0), data, {"kind": "shared"}, make, runs, fitted,
+    return landscape(cache, model_at(fm, runs[0], 0), data, {"kind": "shared"}, make, runs, fitted,
                      cfg.vis_resolution, cfg.grid_margin)
 
 
 def plane_choice(cache, fm, data, run: Run, cfg) -> dict:
     """The same path on the orthonormal PCA plane, the filter-normalised PCA plane and a random plane."""
-    fm_c, params, final = plane_model(fm, run, -1), run.trajectory.params, run.trajectory.final
+    fm_c, params, final = model_at(fm, run, -1), run.trajectory.params, run.trajectory.final
     res, margin = cfg.vis_resolution, cfg.grid_margin
     unit = (np.linspace(-1, 1, res), np.linspace(-1, 1, res))  # one filter-normalised step each way
     return {
@@ -314,7 +229,7 @@ def minima_landscape(cache, fm, data, runs, cfg) -> Landscape:
     # only the minima are drawn on this plane: each run is represented by its last checkpoint
     ends = [Run(_last_only(r.trajectory), r.spec, r.batch_size, {**r.key, "last_only": True}, r.grad_norms)
             for r in three]
-    return landscape(cache, plane_model(fm, three[0], -1), data, {"kind": "minima"}, make, ends, ends,
+    return landscape(cache, model_at(fm, three[0], -1), data, {"kind": "minima"}, make, ends, ends,
                      cfg.vis_resolution, max(cfg.grid_margin, 0.35))
 
 
@@ -355,7 +270,7 @@ def sharpness(cache, fm, data, runs, cfg, n_points: int = 41) -> dict:
     def compute():
         out = []
         for run in runs:
-            final, fm_c = run.trajectory.final, plane_model(fm, run, -1)
+            final, fm_c = run.trajectory.final, model_at(fm, run, -1)
             plane = random_plane(final, fm.layout, seed=cfg.data_seed)
             line, _ = evaluate_points(fm_c, data.X, data.y, plane, np.stack([ts, np.zeros_like(ts)], axis=1))
             out.append({"label": run.label, "line": line, "surface": surface_on(fm_c, data, plane, grid, grid)})
@@ -413,7 +328,7 @@ def eigen_landscape(cache, fm, data, run: Run, extras: dict, span, cfg) -> Lands
     names = tuple(f"top eigenvector {i + 1} (λ={value:.3g})" for i, value in enumerate(values))
     make = lambda: Plane(run.trajectory.final.clone(), vectors[0].to(run.trajectory.final),  # noqa: E731
                          vectors[1].to(run.trajectory.final), "eigen", names=names)
-    return landscape(cache, plane_model(fm, run, -1), data, {"kind": "eigen", "values": values.tolist()}, make,
+    return landscape(cache, model_at(fm, run, -1), data, {"kind": "eigen", "values": values.tolist()}, make,
                      [run], [], cfg.vis_resolution, cfg.grid_margin, span=span)
 
 

@@ -5,6 +5,8 @@ import multiprocessing
 import torch
 
 import stages
+from cache import StageCache
+import cache as stage_cache
 from training import OptimizerSpec
 
 
@@ -14,8 +16,8 @@ def _train(cache, fm, data, lr=0.5, key=None):
 
 
 def test_cached_run_is_bit_identical_to_a_fresh_one(tmp_path, tiny_mlp, tiny_data):
-    fresh = _train(stages.StageCache(None), tiny_mlp, tiny_data)
-    cache = stages.StageCache(str(tmp_path))
+    fresh = _train(StageCache(None), tiny_mlp, tiny_data)
+    cache = StageCache(str(tmp_path))
     first, again = _train(cache, tiny_mlp, tiny_data), _train(cache, tiny_mlp, tiny_data)
     assert (cache.misses, cache.hits) == (1, 1)
     for run in (first, again):
@@ -25,14 +27,14 @@ def test_cached_run_is_bit_identical_to_a_fresh_one(tmp_path, tiny_mlp, tiny_dat
 
 
 def test_a_changed_input_or_code_is_a_new_entry(tmp_path, tiny_mlp, tiny_data, monkeypatch):
-    cache = stages.StageCache(str(tmp_path))
+    cache = StageCache(str(tmp_path))
     base = _train(cache, tiny_mlp, tiny_data)
     other_lr = _train(cache, tiny_mlp, tiny_data, lr=0.25)
     assert cache.misses == 2 and not torch.equal(base.trajectory.params, other_lr.trajectory.params)
     _train(cache, tiny_mlp, tiny_data, key={"data": "other"})
     assert cache.misses == 3
     # the same inputs under another version of training.py: never the old entry
-    monkeypatch.setattr(stages, "_CODE", {stages.TRAIN_CODE: "another-version"})
+    monkeypatch.setattr(stage_cache, "_CODE", {stages.TRAIN_CODE: "another-version"})
     _train(cache, tiny_mlp, tiny_data)
     assert (cache.misses, cache.hits) == (4, 0)
 
@@ -49,7 +51,7 @@ def test_drawing_knobs_are_not_in_any_stage_key():
 
 
 def test_a_damaged_entry_is_recomputed_with_one_warning(tmp_path, tiny_mlp, tiny_data, capsys):
-    cache = stages.StageCache(str(tmp_path))
+    cache = StageCache(str(tmp_path))
     good = _train(cache, tiny_mlp, tiny_data)
     outputs = glob.glob(str(tmp_path / "**" / "output.pkl"), recursive=True)
     assert outputs
@@ -68,7 +70,7 @@ def test_a_damaged_entry_is_recomputed_with_one_warning(tmp_path, tiny_mlp, tiny
 def test_an_unusable_cache_folder_means_computing_without_it(tmp_path, tiny_mlp, tiny_data, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    cache = stages.StageCache(str(blocker / "cache"))
+    cache = StageCache(str(blocker / "cache"))
     run = _train(cache, tiny_mlp, tiny_data)
     assert "cannot be used" in capsys.readouterr().out
     assert len(run.trajectory) == 7 and cache.memory is None
@@ -80,7 +82,7 @@ def _fill(folder, results):
     torch.set_num_threads(1)
     data = make_dataset("classification", n_samples=64, n_features=4, noise=0.05, seed=0)
     fm = FlatModel(build_model("mlp", 4, hidden_dim=5, seed=0))
-    results.put(_train(stages.StageCache(folder), fm, data).trajectory.params.numpy().tobytes())
+    results.put(_train(StageCache(folder), fm, data).trajectory.params.numpy().tobytes())
 
 
 def test_concurrent_runs_sharing_a_cache_agree(tmp_path, tiny_mlp, tiny_data):
@@ -92,8 +94,8 @@ def test_concurrent_runs_sharing_a_cache_agree(tmp_path, tiny_mlp, tiny_data):
     got = [results.get(timeout=120) for _ in workers]
     for w in workers:
         w.join(timeout=60)
-    expected = _train(stages.StageCache(None), tiny_mlp, tiny_data).trajectory.params.numpy().tobytes()
+    expected = _train(StageCache(None), tiny_mlp, tiny_data).trajectory.params.numpy().tobytes()
     assert got == [expected] * 2
-    cache = stages.StageCache(str(tmp_path))  # what they left behind is one sound entry
+    cache = StageCache(str(tmp_path))  # what they left behind is one sound entry
     assert _train(cache, tiny_mlp, tiny_data).trajectory.params.numpy().tobytes() == expected
     assert cache.hits == 1

@@ -1,0 +1,87 @@
+"""The one place computation stages are cached: joblib.Memory keyed by a stage's inputs and its code."""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+from pathlib import Path
+
+
+class StageCache:
+    """The one place stages are cached: joblib.Memory keyed by the stage's inputs and the code it runs.
+
+    A damaged entry (truncated, or pickled by another version) is recomputed with a one-line
+    warning, never trusted; a folder that cannot be written means computing without the cache.
+    Concurrent runs may share the folder: joblib writes each entry to a temporary name and renames it.
+    """
+
+    def __init__(self, folder: str | None):
+        self.memory, self.hits, self.misses = None, 0, 0
+        if folder:
+            import joblib
+            try:
+                self.memory = joblib.Memory(folder, verbose=0)
+            except OSError as err:
+                print(f"warning: cache folder {folder!r} cannot be used ({err.strerror}); computing without it")
+
+    def __call__(self, stage: str, key: dict, modules: tuple, compute):
+        if self.memory is None:
+            return compute()
+        cached = self.memory.cache(_computed, ignore=["compute"])
+        full_key = {"stage": stage, "key": key, "code": code_version(modules)}
+        complaints = _JoblibComplaints()
+        try:
+            hit = cached.check_call_in_cache(full_key, None)
+            result = cached(full_key, compute)
+        except OSError as err:  # the folder turned read-only or full: compute, store nothing
+            print(f"warning: cache folder not writable ({err.strerror}); computing {stage} without it")
+            self.memory = None
+            return compute()
+        finally:
+            complaints.close()
+        if complaints.records:  # joblib could not load the entry and recomputed it
+            hit = False
+            print(f"warning: a damaged cache entry of stage '{stage}' was recomputed")
+        self.hits, self.misses = self.hits + hit, self.misses + (not hit)
+        return result
+
+
+class _JoblibComplaints(logging.Handler):
+    """Collects what joblib logs (a failed load) instead of letting it print a traceback."""
+
+    def __init__(self):
+        super().__init__()
+        self.records, self.logger = [], logging.getLogger("joblib")
+        self.propagate = self.logger.propagate
+        self.logger.addHandler(self)
+        self.logger.propagate = False
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def close(self):
+        self.logger.removeHandler(self)
+        self.logger.propagate = self.propagate
+        super().close()
+
+
+def _computed(key, compute):
+    return compute()
+
+
+_CODE: dict = {}
+
+
+def code_version(modules: tuple) -> str:
+    """A hash of the source files of `modules`: a change to their code invalidates the stage."""
+    if modules not in _CODE:
+        digest = hashlib.sha256()
+        for name in modules:
+            digest.update(Path(importlib.import_module(name).__file__).read_bytes())
+        _CODE[modules] = digest.hexdigest()[:16]
+    return _CODE[modules]
+
+
+def file_version(path: str) -> str:
+    """A hash of a user's file (data or model), so editing it invalidates what was computed from it."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else ""
