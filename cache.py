@@ -17,6 +17,7 @@ class StageCache:
 
     def __init__(self, folder: str | None):
         self.memory, self.hits, self.misses = None, 0, 0
+        self._seen = {}  # this run's results by key, when there is no folder
         if folder:
             import joblib
             try:
@@ -25,10 +26,14 @@ class StageCache:
                 print(f"warning: cache folder {folder!r} cannot be used ({err.strerror}); computing without it")
 
     def __call__(self, stage: str, key: dict, modules: tuple, compute):
-        if self.memory is None:
-            return compute()
-        cached = self.memory.cache(_computed, ignore=["compute"])
         full_key = {"stage": stage, "key": key, "code": code_version(modules)}
+        if self.memory is None:  # no folder: still compute a stage asked for twice in one run only once
+            import joblib
+            name = joblib.hash(full_key)
+            if name not in self._seen:
+                self._seen[name] = compute()
+            return self._seen[name]
+        cached = self.memory.cache(_computed, ignore=["compute"])
         complaints = _JoblibComplaints()
         try:
             hit = cached.check_call_in_cache(full_key, None)

@@ -230,7 +230,6 @@ def other_figures(out, results) -> list:
 def write_animations(out, results) -> list:
     """The descent GIFs and the optimiser race; seconds per frame go to results["gifs"]."""
     import animations
-    from interactive_plots import PageRun  # noqa: F401  (same per-run fields as the race)
     cfg, scapes, colours = results["cfg"], results["scapes"], run_colours(results)
     frames = dict(n_frames=cfg.gif_frames, frame_ms=cfg.gif_frame_ms, loss_name=loss_name(results))
     jobs = []

@@ -47,14 +47,17 @@ def _as_list(coords):
     return coords if isinstance(coords, (list, tuple)) else [coords]
 
 
-def evaluate_surface(fm, X, y, plane: Plane, alphas, betas, chunk: int | None = None) -> Surface:
-    """Loss and accuracy at every grid point, batched in chunks (no Python loop per point)."""
+def evaluate_surface(fm, X, y, plane: Plane, alphas, betas, chunk: int | None = None, points=None) -> Surface:
+    """Loss and accuracy at every grid point, batched in chunks (no Python loop per point).
+
+    points(coords (N, 2)) -> (loss, accuracy) replaces evaluate_points, e.g. to split the grid across ranks.
+    """
     alphas, betas = np.asarray(alphas, dtype=float), np.asarray(betas, dtype=float)
     if alphas.ndim != 1 or betas.ndim != 1 or len(alphas) < 1 or len(betas) < 1:
         raise ValueError("alphas and betas must be non-empty 1-D arrays")
     aa, bb = np.meshgrid(alphas, betas)  # (B, A) each: row i is betas[i]
     coords = np.stack([aa.ravel(), bb.ravel()], axis=1)
-    loss, acc = evaluate_points(fm, X, y, plane, coords, chunk)
+    loss, acc = points(coords) if points is not None else evaluate_points(fm, X, y, plane, coords, chunk)
     shape = (len(betas), len(alphas))
     return Surface(alphas, betas, loss.reshape(shape), acc.reshape(shape), plane)
 

@@ -195,6 +195,7 @@ def affordable_curvature(cfg, fm, dataset, run):
     line; values the user set are kept."""
     import dataclasses
 
+    import distributed
     import hessian
     if hessian.has_closed_form(fm, dataset.X, run.trajectory.final):
         return cfg
@@ -204,15 +205,10 @@ def affordable_curvature(cfg, fm, dataset, run):
     if cfg.curvature_resolution == default.curvature_resolution:
         changes["curvature_resolution"] = min(cfg.curvature_resolution, AUTODIFF_MAP)
     changes = {k: v for k, v in changes.items() if v != getattr(cfg, k)}
-    if changes and distributed_writer():
+    if changes and distributed.is_writer():
         print(f"note: no closed-form Hessian for this model: curvature with "
               f"{', '.join(f'{k}={v}' for k, v in changes.items())} (set them to choose)", flush=True)
     return dataclasses.replace(cfg, **changes)
-
-
-def distributed_writer() -> bool:
-    import distributed
-    return distributed.is_writer()
 
 
 # ---------------------------------------------------------------- entry point

@@ -12,13 +12,13 @@ import torch
 import distributed
 from config import format_value
 from gradients import descent_arrows
-from loss_surface import Surface, evaluate_points, grid_for, interpolate_line
+from loss_surface import Surface, evaluate_points, evaluate_surface, grid_for, interpolate_line
 from projection import Plane, minima_plane, pca_plane, project, random_plane, shared_plane
 from training import OptimizerSpec, Trajectory, full_batch_grad_norm, train
 
 # The shadow rule: a run is drawn on a surface only while the plane holds it and the surface is its loss.
-SHADOW_RESIDUAL = 0.10  # mean share of the path's displacement the plane cannot show
-SHADOW_GAP = 0.02  # largest |surface - recorded loss| over the run's checkpoints
+SHADOW_RESIDUAL = 0.10  # a checkpoint's off-plane distance, as a share of the path's largest displacement
+SHADOW_GAP = 0.02  # |surface - recorded loss| at a checkpoint
 
 
 # The source files each kind of stage runs: editing any of them invalidates its cached entries.
@@ -142,10 +142,9 @@ def evaluate_spread(fm, data, plane: Plane, coords: np.ndarray):
 
 
 def surface_on(fm, data, plane: Plane, alphas, betas) -> Surface:
-    aa, bb = np.meshgrid(alphas, betas)  # (B, A): row i is betas[i]
-    loss, acc = evaluate_spread(fm, data, plane, np.stack([aa.ravel(), bb.ravel()], axis=1))
-    shape = (len(betas), len(alphas))
-    return Surface(np.asarray(alphas), np.asarray(betas), loss.reshape(shape), acc.reshape(shape), plane)
+    """evaluate_surface with its grid points split across ranks."""
+    return evaluate_surface(fm, data.X, data.y, plane, alphas, betas,
+                            points=lambda coords: evaluate_spread(fm, data, plane, coords))
 
 
 def path_on(fm, data, plane: Plane, run: Run, arrows: bool = False) -> PathOnPlane:
@@ -205,8 +204,9 @@ def plane_choice(cache, fm, data, run: Run, cfg) -> dict:
     res, margin = cfg.vis_resolution, cfg.grid_margin
     unit = (np.linspace(-1, 1, res), np.linspace(-1, 1, res))  # one filter-normalised step each way
     return {
-        "pca": landscape(cache, fm_c, data, {"kind": "pca", "norm": "none"},
-                         lambda: pca_plane(params, final), [run], [run], res, margin),
+        # the orthonormal plane is the run's own trajectory plane at the defaults: the same cached stage
+        "pca": single_run_landscape(cache, fm, data, run, dataclasses.replace(cfg, direction_norm="none",
+                                                                             ignore_bias=False)),
         "filter_pca": landscape(cache, fm_c, data, {"kind": "pca", "norm": "filter"},
                                 lambda: pca_plane(params, final, fm.layout, norm="filter"), [run], [run], res, margin),
         "random": landscape(cache, fm_c, data, {"kind": "random", "seed": cfg.data_seed},

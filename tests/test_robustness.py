@@ -10,7 +10,6 @@ from unittest import mock
 import pytest
 
 import budget
-import config
 from config import Config, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
