@@ -113,14 +113,18 @@ def test_power_iteration_finds_a_dominant_negative_end():
     assert small.method == "exact" and (small.lam_min, small.lam_max) == pytest.approx(exact)
 
 
-def test_a_non_finite_hessian_is_nan_in_every_method():
-    class Cusp(nn.Module):  # logit x0 * sum |w|^1.5: finite loss at w = 0, infinite curvature there
-        def __init__(self):
-            super().__init__()
-            self.w = nn.Parameter(torch.zeros(5))
+class Cusp(nn.Module):
+    """logit x0 * sum |w|^1.5: finite loss at w = 0, infinite curvature there."""
 
-        def forward(self, x):
-            return x[:, 0] * (self.w.abs() ** 1.5).sum()
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(5))
+
+    def forward(self, x):
+        return x[:, 0] * (self.w.abs() ** 1.5).sum()
+
+
+def test_a_non_finite_hessian_is_nan_in_every_method():
     fm = FlatModel(Cusp())
     X, y, theta = torch.ones(4, 5), torch.zeros(4), torch.zeros(5)
     torch.set_num_threads(2)
@@ -280,13 +284,6 @@ def test_spectral_density_matches_the_broadened_exact_spectrum(trained_mlp, tiny
 
 
 def test_spectrum_estimators_are_nan_on_a_non_finite_hessian():
-    class Cusp(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = nn.Parameter(torch.zeros(5))
-
-        def forward(self, x):
-            return x[:, 0] * (self.w.abs() ** 1.5).sum()
     fm = FlatModel(Cusp())
     X, y, theta = torch.ones(4, 5), torch.zeros(4), torch.zeros(5)
     assert np.isnan(spectrum.trace(fm, X, y, theta, exact=False)[0])
