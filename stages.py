@@ -19,6 +19,9 @@ from training import OptimizerSpec, Trajectory, full_batch_grad_norm, train
 # The shadow rule: a run is drawn on a surface only while the plane holds it and the surface is its loss.
 SHADOW_RESIDUAL = 0.10  # a checkpoint's off-plane distance, as a share of the path's largest displacement
 SHADOW_GAP = 0.02  # |surface - recorded loss| at a checkpoint
+# Checkpoints per warm-started eigensolver chain: a cold start costs about two warm ones, and 101
+# checkpoints make 11 chains, enough to share out evenly across a few ranks.
+CURVATURE_CHAIN = 10
 
 
 # The source files each kind of stage runs: editing any of them invalidates its cached entries.
@@ -181,13 +184,13 @@ def finite_runs(runs) -> list:
     return [r for r in runs if not r.trajectory.diverged] or runs[:1]
 
 
-def single_run_landscape(cache, fm, data, run: Run, cfg) -> Landscape:
-    """A run's own trajectory plane (Li et al.: PCA through θ*), its surface, its path and descent arrows."""
+def single_run_landscape(cache, fm, data, run: Run, cfg, arrows: bool = True) -> Landscape:
+    """A run's own trajectory plane (Li et al.: PCA through θ*), its surface, its path and (arrows) descent arrows."""
     recipe = {"kind": "pca", "norm": cfg.direction_norm, "ignore_bias": cfg.ignore_bias}
     make = lambda: pca_plane(run.trajectory.params, run.trajectory.final, fm.layout,  # noqa: E731
                              norm=cfg.direction_norm, ignore_bias=cfg.ignore_bias)
     return landscape(cache, model_at(fm, run, -1), data, recipe, make, [run], [run],
-                     cfg.vis_resolution, cfg.grid_margin, arrows=True)
+                     cfg.vis_resolution, cfg.grid_margin, arrows=arrows)
 
 
 def shared_landscape(cache, fm, data, runs, cfg) -> Landscape:
@@ -216,9 +219,10 @@ def plane_choice(cache, fm, data, run: Run, cfg) -> dict:
 
 
 def seed_landscapes(cache, fm, data, runs, cfg) -> dict:
-    """Each seed's path on its own trajectory plane (small multiples), at a coarser grid."""
+    """Each seed's path on its own trajectory plane (small multiples), at a coarser grid, without arrows
+    (the panels draw none: a gradient at every checkpoint of every seed is most of a CNN's surface time)."""
     small = dataclasses.replace(cfg, vis_resolution=min(cfg.vis_resolution, 30))
-    return {run.label: single_run_landscape(cache, fm, data, run, small) for run in runs}
+    return {run.label: single_run_landscape(cache, fm, data, run, small, arrows=False) for run in runs}
 
 
 def minima_landscape(cache, fm, data, runs, cfg) -> Landscape:
@@ -282,24 +286,32 @@ def sharpness(cache, fm, data, runs, cfg, n_points: int = 41) -> dict:
 # ---------------------------------------------------------------- curvature
 
 def curvature_of(cache, fm, data, run: Run, cfg):
-    """λmin and λmax along a run, its checkpoints split across ranks."""
+    """λmin and λmax along a run (every curvature_every-th checkpoint), cached."""
     import hessian
     params = run.trajectory.params
     indices = hessian.checkpoint_indices(len(params), cfg.curvature_every)
 
     def compute():
-        parts = distributed.split_map(
-            lambda part: _curvature_arrays(hessian, fm, data, params, part, cfg.hessian_method), indices,
-            name="curvature checkpoints")
-        lam_min, lam_max = parts
+        lam_min, lam_max = curvature_in_chains(fm, data.X, data.y, params, indices, cfg.hessian_method)
         return hessian.Curvature(indices, lam_max, lam_min, hessian.resolve_method(cfg.hessian_method, fm.dim))
     key = {"run": run.key, "every": cfg.curvature_every, "method": cfg.hessian_method}
     return cache("curvature", key, CURVATURE_CODE, compute)
 
 
-def _curvature_arrays(hessian, fm, data, params, indices, method):
-    c = hessian.curvature_along(fm, data.X, data.y, params, method=method, indices=indices, progress=False)
-    return c.lam_min, c.lam_max
+def curvature_in_chains(fm, X, y, params, indices, method: str = "auto", chain: int = CURVATURE_CHAIN) -> tuple:
+    """(λmin, λmax) at params[indices], in chains of `chain` checkpoints split across ranks.
+
+    Each chain starts cold and warm-starts within itself, so every number is the same whatever the
+    number of ranks (a rank's share is whole chains), at any solver tolerance.
+    """
+    import hessian
+    chains = [indices[i:i + chain] for i in range(0, len(indices), chain)]
+
+    def ends(chain_numbers):
+        return [hessian.curvature_along(fm, X, y, params, method=method, indices=chains[c], progress=False)
+                for c in chain_numbers]
+    done = distributed.split_map(ends, np.arange(len(chains)), name="curvature chains")
+    return np.concatenate([c.lam_min for c in done]), np.concatenate([c.lam_max for c in done])
 
 
 def curvature_extras(cache, fm, data, run: Run, cfg, n_trace: int = 6, n_probes: int = 30) -> dict:

@@ -19,10 +19,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import distributed  # noqa: E402
-from hessian import curvature_along  # noqa: E402
 from loss_surface import evaluate_points  # noqa: E402
 from models import FlatModel, build_model  # noqa: E402
 from projection import random_plane  # noqa: E402
+from stages import curvature_in_chains  # noqa: E402
 
 TIMEOUT_S = 3.0  # ranks' LANDSCAPE_TIMEOUT_S in these tests: a killed rank is named after this long
 
@@ -48,11 +48,8 @@ def surface_fn(fm, X, y, plane):
 
 
 def curvature_fn(fm, X, y, checkpoints):
-    """Checkpoint indices (K,) -> lambda_min (K,), lambda_max (K,)."""
-    def along(indices):
-        curvature = curvature_along(fm, X, y, checkpoints, indices=indices, progress=False)
-        return curvature.lam_min, curvature.lam_max
-    return along
+    """lambda_min (7,), lambda_max (7,) as the pipeline computes them: chains of 3 split across ranks."""
+    return curvature_in_chains(fm, X, y, checkpoints, np.arange(len(checkpoints)), chain=3)
 
 
 # ---------------------------------------------------------------- one rank, started as a script
@@ -79,8 +76,7 @@ def rank_main(scenario: str, out: Path) -> int:
 def equal_work() -> dict:
     fm, X, y, plane, grid, checkpoints = problem()
     loss, acc = distributed.split_map(surface_fn(fm, X, y, plane), grid, name="surface")
-    lam = distributed.split_map(curvature_fn(fm, X, y, checkpoints), np.arange(len(checkpoints)),
-                                name="curvature")
+    lam = curvature_fn(fm, X, y, checkpoints)
     one = distributed.split_map(lambda items: items * 10, np.arange(3, 4), name="one item")  # rank 1 gets none
     return {"loss": loss, "acc": acc, "lam": np.stack(lam, axis=1), "one": one}
 
@@ -169,7 +165,7 @@ def test_fn_must_return_one_row_per_item():
 def test_two_ranks_equal_one_process(tmp_path):
     fm, X, y, plane, grid, checkpoints = problem()
     loss, acc = surface_fn(fm, X, y, plane)(grid)
-    lam = np.stack(curvature_fn(fm, X, y, checkpoints)(np.arange(len(checkpoints))), axis=1)  # (7, 2)
+    lam = np.stack(curvature_fn(fm, X, y, checkpoints), axis=1)  # (7, 2)
     results = launch("equal", tmp_path)
     assert [code for code, _, _ in results] == [0, 0], [err for _, err, _ in results]
     for rank in (0, 1):  # every rank holds the whole result, in item order
@@ -180,8 +176,8 @@ def test_two_ranks_equal_one_process(tmp_path):
         np.testing.assert_array_equal(got["one"], [30])
     summary = json.loads((tmp_path / "ranks.json").read_text())
     assert summary["world_size"] == 2
-    assert [s["work"] for s in summary["shares"]] == [{"surface": 219, "curvature": 4, "one item": 1},
-                                                      {"surface": 218, "curvature": 3, "one item": 0}]
+    assert [s["work"] for s in summary["shares"]] == [{"surface": 219, "curvature chains": 2, "one item": 1},
+                                                      {"surface": 218, "curvature chains": 1, "one item": 0}]
     assert all(s["seconds"] >= 0 for s in summary["shares"])
 
 
