@@ -256,6 +256,7 @@ def write_animations(out, results) -> list:
 
 def write_pages(out, results, written, summary) -> list:
     """The interactive pages and index.html, which shows every file written before it."""
+    import index_page
     import interactive_plots as ip
     cfg, scapes, curvature, colours, pages = (results["cfg"], results["scapes"], results["curvature"],
                                               run_colours(results), [])
@@ -279,7 +280,7 @@ def write_pages(out, results, written, summary) -> list:
     files += sorted(f.name for pattern in ("*.png", "*.gif") for f in Path(out).glob(pattern) if f.name not in files)
     with_caption = lambda names: [(n, caption(n)) for n in names]  # noqa: E731
     ds = summary["dataset"]
-    index = ip.index_page(
+    index = index_page.write_index(
         output_path(out, "index.html"), "Loss landscape of this run",
         f"{ds['name']} data, {ds['n_samples']} samples; {title_of(results, results['main'])} and logistic "
         f"regression; {len(cfg.seed_list)} seeds, {cfg.epochs} epochs",

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+import index_page
 import interactive_plots as ip
 from loss_surface import Surface
 from projection import Plane
@@ -56,7 +57,7 @@ def pages(tmp_path_factory):
                                    out / "mlp_3d.html", "surface")
     runs_page = ip.runs_page(surface, [(coords, drawn, drawn, "a"), (coords * 0.5, drawn, drawn, "b")],
                              out / "runs.html", "runs")
-    index = ip.index_page(out / "index.html", "run", "sub", [], [], [("mlp_3d.html", "3d")], {"n": [("x", 1.0)]}, {})
+    index = index_page.write_index(out / "index.html", "run", "sub", [], [], [("mlp_3d.html", "3d")], {"n": [("x", 1.0)]}, {})
     return surface_page, runs_page, index
 
 
@@ -76,7 +77,7 @@ def results_page(tmp_path_factory):
                "skipped": {"interpolation_1d.png": "reason " * 30}, "timings_s": {"training": 1.5, "total": 9.0}}
     config = {"output_dir": "figures/" + "deep/" * 40, "seed_list": list(range(40))}  # long values
     numbers = {"planes": [("plane_choice/filter_pca_" + "x" * 120, 0.5)]}
-    return ip.index_page(out / "index.html", "Loss landscape of this run", "moons, 400 samples",
+    return index_page.write_index(out / "index.html", "Loss landscape of this run", "moons, 400 samples",
                          [(name, name) for name in sizes], [("mlp_descent.gif", "descent")],
                          [("mlp_3d.html", "3d")], numbers, config, summary=summary)
 

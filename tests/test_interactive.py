@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import index_page
 import interactive_plots as ip
 from loss_surface import Surface
 from projection import Plane
@@ -76,7 +77,7 @@ def test_index_page_shows_every_file_and_number(tmp_path):
     images, gifs = [("a.png", "first"), ("b.png", "second")], [("c.gif", "moving")]
     pages = [("mlp_3d.html", "3d")]
     numbers = {"final loss": [("mlp", 0.123456), ("logistic", 0.5)], "timings (s)": [("training", 1.5)]}
-    index = ip.index_page(tmp_path / "index.html", "title", "subtitle", images, gifs, pages, numbers,
+    index = index_page.write_index(tmp_path / "index.html", "title", "subtitle", images, gifs, pages, numbers,
                           {"epochs": 100, "seed_list": [0, 1]})
     links = links_of(index)
     for name in ("a.png", "b.png", "c.gif", "mlp_3d.html"):
@@ -173,7 +174,7 @@ def test_the_results_page_leads_with_the_hero_and_findings_and_folds_the_rest(tm
                          "description": "CNN(\n  (conv): Conv2d(1, 8, kernel_size=(3, 3))\n)"},
                "runs": {"cnn": [{"label": "seed 0", "final_loss": 0.25, "final_accuracy": 0.9}]},
                "skipped": {"interpolation_1d.png": "needs the logistic model"}, "timings_s": {"training": 2.5}}
-    index = ip.index_page(tmp_path / "index.html", "t", "s", images, [], [], {"n": [("x", 1.0)]}, {"epochs": 3},
+    index = index_page.write_index(tmp_path / "index.html", "t", "s", images, [], [], {"n": [("x", 1.0)]}, {"epochs": 3},
                           summary=summary)
     text = index.read_text()
     imgs = [link for link in links_of(index) if link.endswith(".png")]
@@ -184,7 +185,7 @@ def test_the_results_page_leads_with_the_hero_and_findings_and_folds_the_rest(tm
     assert "<figure><a href='mlp_contour.png'" in text
     assert "summary.json" in links_of(index) and "Conv2d(1, 8, kernel_size=(3, 3))" in text
     assert text.count("<details>") == 4 and "<details open" not in text  # model, numbers, timings, config
-    assert "loss 0.25, accuracy 90%" in ip.index_page(tmp_path / "i.html", "t", "s", images, [], [], {}, {},
+    assert "loss 0.25, accuracy 90%" in index_page.write_index(tmp_path / "i.html", "t", "s", images, [], [], {}, {},
                                                       summary=summary).read_text()  # summary's own numbers
     assert "loading=lazy" in text and text.index("loading=lazy") > text.index("src='mlp_3d.png'")
 
@@ -194,8 +195,8 @@ def test_image_size_reads_png_and_gif_headers(tmp_path):
     Image.new("RGB", (37, 21)).save(tmp_path / "a.png")
     Image.new("RGB", (300, 200)).save(tmp_path / "b.gif")
     (tmp_path / "c.txt").write_text("not an image")
-    assert ip.image_size(tmp_path / "a.png") == (37, 21) and ip.image_size(tmp_path / "b.gif") == (300, 200)
-    assert ip.image_size(tmp_path / "c.txt") is None and ip.image_size(tmp_path / "missing.png") is None
+    assert index_page.image_size(tmp_path / "a.png") == (37, 21) and index_page.image_size(tmp_path / "b.gif") == (300, 200)
+    assert index_page.image_size(tmp_path / "c.txt") is None and index_page.image_size(tmp_path / "missing.png") is None
 
 
 def test_a_run_partly_off_its_plane_is_lifted_only_where_the_surface_is_its_loss(scene):
