@@ -230,6 +230,7 @@ def other_figures(out, results) -> list:
 def write_animations(out, results) -> list:
     """The descent GIFs and the optimiser race; seconds per frame go to results["gifs"]."""
     import animations
+    import race_gif
     cfg, scapes, colours = results["cfg"], results["scapes"], run_colours(results)
     frames = dict(n_frames=cfg.gif_frames, frame_ms=cfg.gif_frame_ms, loss_name=loss_name(results))
     jobs = []
@@ -244,7 +245,7 @@ def write_animations(out, results) -> list:
         runs = [dict(coords=p.coords, losses=_np(p.run.trajectory.losses), label=p.run.label,
                      drawn=p.on_surface, colour=colours.get(p.run.label),
                      residual_mean=p.numbers()["residual_mean"]) for p in scapes["optimizers"].paths]
-        jobs.append(lambda: animations.optimizer_race_gif(
+        jobs.append(lambda: race_gif.optimizer_race_gif(
             scapes["optimizers"].surface, runs, output_path(out, "optimizer_race.gif"),
             f"{title_of(results, results['main'])}: optimisers from one initialisation", **frames))
     infos = [job() for job in tqdm(jobs, desc="animations", unit="gif", leave=False, disable=None)]

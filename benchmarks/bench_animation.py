@@ -44,9 +44,9 @@ def naive_gif(path) -> animations.GifInfo:
         artists = animations.descent_figure(scene)
         animations.set_descent_frame(scene, artists, i, animations.camera_azimuth(scene, k, len(shown)))
         artists[0].canvas.draw()
-        frames.append(animations._grab(artists[0]))
+        frames.append(animations.grab_frame(artists[0]))
         plt.close(artists[0])
-    return animations._write_gif(frames, path, 80, start)
+    return animations.write_gif(frames, path, 80, start)
 
 
 def race_runs():

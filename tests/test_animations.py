@@ -15,6 +15,7 @@ from mpl_toolkits.mplot3d import proj3d
 from PIL import Image
 
 import animations
+import race_gif
 from plot_style import run_colour
 from loss_surface import Surface
 from projection import Plane
@@ -23,6 +24,7 @@ from projection import Plane
 @pytest.fixture(autouse=True)
 def small_frames(monkeypatch):
     monkeypatch.setattr(animations, "FIGSIZE", (3.2, 2.4))  # 320 x 240 at DPI 100: fast, same code
+    monkeypatch.setattr(race_gif, "FIGSIZE", (3.2, 2.4))
 
 
 def bowl(a, b):
@@ -78,7 +80,7 @@ def test_frame_indices_keep_both_ends_and_are_evenly_spaced():
 
 
 def test_race_indices_hold_a_finished_run_at_its_last_point():
-    shown, at = animations.race_indices([12, 4], 6)
+    shown, at = race_gif.race_indices([12, 4], 6)
     assert shown.tolist() == [0, 2, 4, 7, 9, 11]
     assert at.tolist() == [[0, 0], [2, 2], [4, 3], [7, 3], [9, 3], [11, 3]]
 
@@ -123,7 +125,7 @@ def test_race_with_runs_of_unequal_length_and_a_non_finite_surface(tmp_path):
     t = np.linspace(0, 1, 12)[:, None]
     long_run = (np.hstack([-0.8 + t, 0 * t]), np.linspace(1, 0.2, 12), "SGD")
     short_run = (np.hstack([-0.8 + t[:4], 0.3 * t[:4]]), np.r_[1.0, 0.8, 0.7, np.nan], "diverged")
-    info = animations.optimizer_race_gif(surface, [long_run, short_run], tmp_path / "r.gif", "race",
+    info = race_gif.optimizer_race_gif(surface, [long_run, short_run], tmp_path / "r.gif", "race",
                                          n_frames=6, frame_ms=50)
     n, duration, loop, frames = gif_facts(tmp_path / "r.gif")
     assert info.n_frames == 6 and 2 <= n <= 6 and duration == 50 and loop == 0
@@ -135,7 +137,7 @@ def test_race_with_runs_of_unequal_length_and_a_non_finite_surface(tmp_path):
 def test_the_counter_goes_to_the_corner_no_path_crosses():
     axis = np.linspace(0, 1, 5)
     paths = [np.array([[0.1, 0.1], [0.15, 0.12]]), np.array([[0.9, 0.9]])]  # lower left (2 points), upper right
-    assert animations._emptiest_corners(paths, axis, axis) == ["upper left", "lower right", "upper right",
+    assert race_gif._emptiest_corners(paths, axis, axis) == ["upper left", "lower right", "upper right",
                                                                   "lower left"]
 
 
@@ -152,7 +154,7 @@ def test_the_last_frame_is_held_and_the_others_keep_their_pace(tmp_path):
     animations.descent_gif(tiny_surface(), coords, loss, loss, np.arange(9), tmp_path / "d.gif", "t",
                            n_frames=5, frame_ms=90)
     t = np.linspace(0, 1, 7)[:, None]
-    animations.optimizer_race_gif(tiny_surface(), [(np.hstack([-0.8 + t, 0 * t]), np.linspace(1, 0.2, 7), "a")],
+    race_gif.optimizer_race_gif(tiny_surface(), [(np.hstack([-0.8 + t, 0 * t]), np.linspace(1, 0.2, 7), "a")],
                                   tmp_path / "r.gif", "r", n_frames=7, frame_ms=60)
     for name, pace in (("d.gif", 90), ("r.gif", 60)):
         durations = gif_frames(tmp_path / name)[4]
@@ -203,16 +205,16 @@ def test_a_shadow_run_is_dashed_and_says_so_and_a_given_colour_is_used(tmp_path)
     runs = [(np.hstack([-0.8 + t, 0 * t]), np.linspace(1, 0.2, 8), "SGD"),
             dict(coords=np.hstack([-0.8 + t, 0.5 * t]), losses=np.linspace(1, 0.3, 8), label="momentum",
                  drawn="shadow", colour="#123456", residual_mean=0.4)]
-    records = [animations.as_race_run(run) for run in runs]
+    records = [race_gif.as_race_run(run) for run in runs]
     assert records[0].drawn == "surface" and records[0].colour is None
-    solid, dashed, start = animations.race_handles(records, [run_colour(0), "#123456"])
+    solid, dashed, start = race_gif.race_handles(records, [run_colour(0), "#123456"])
     assert solid.get_label() == "SGD" and solid.get_linestyle() == "-"
     assert dashed.get_label() == "momentum (shadow: 40 % off plane)" and dashed.get_linestyle() == "--"
     assert start.get_label() == "start"
-    animations.optimizer_race_gif(tiny_surface(), runs, tmp_path / "r.gif", "r", n_frames=8)
+    race_gif.optimizer_race_gif(tiny_surface(), runs, tmp_path / "r.gif", "r", n_frames=8)
     assert has_colour(gif_facts(tmp_path / "r.gif")[3][-1], "#123456")
     with pytest.raises(ValueError, match="drawn"):
-        animations.race_handles([animations.as_race_run((runs[0][0], runs[0][1], "x", "lifted"))], ["k"])
+        race_gif.race_handles([race_gif.as_race_run((runs[0][0], runs[0][1], "x", "lifted"))], ["k"])
 
 
 def test_a_default_size_gif_stays_under_three_megabytes_for_sixty_frames(tmp_path, monkeypatch):
@@ -279,14 +281,14 @@ def test_a_run_partly_off_its_plane_is_solid_on_it_and_dashed_off_it(tmp_path):
     import matplotlib.pyplot as plt
     t = np.linspace(0, 1, 8)[:, None]
     mask = np.array([True] * 4 + [False] * 4)  # epochs 4-7 leave the plane
-    run = animations.as_race_run((np.hstack([-0.8 + t, 0.5 * t]), np.linspace(1, 0.3, 8), "Adam", mask, "#123456"))
+    run = race_gif.as_race_run((np.hstack([-0.8 + t, 0.5 * t]), np.linspace(1, 0.3, 8), "Adam", mask, "#123456"))
     fig, ax = plt.subplots()
-    pieces = animations._trail_pieces(ax, run, 8, "#123456")
+    pieces = race_gif._trail_pieces(ax, run, 8, "#123456")
     assert [(lo, hi, line.get_linestyle()) for lo, hi, line in pieces] == [(0, 4, "-"), (3, 8, "--")]
     plt.close(fig)
-    handle, _ = animations.race_handles([run], ["#123456"])
+    handle, _ = race_gif.race_handles([run], ["#123456"])
     assert handle.get_label() == "Adam (dashed: shadow, epochs 4–7 off the plane)"
-    animations.optimizer_race_gif(tiny_surface(), [run], tmp_path / "p.gif", "p", n_frames=8)
+    race_gif.optimizer_race_gif(tiny_surface(), [run], tmp_path / "p.gif", "p", n_frames=8)
     assert has_colour(gif_facts(tmp_path / "p.gif")[3][-1], "#123456")
 
 
