@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from scipy.linalg import eigh_tridiagonal
 
-from hessian import (CLOSED_MATRIX_MAX_DIM, EXACT_MAX_DIM, LANCZOS_MAX_STEPS, LANCZOS_MIN_STEPS, LANCZOS_TOL, NonFiniteHessian,
+from hessian import (CLOSED_MATRIX_MAX_DIM, EXACT_MAX_DIM, LANCZOS_MAX_STEPS, LANCZOS_MIN_STEPS, EIGENVECTOR_TOL, NonFiniteHessian,
                      _solver_threads, check_theta, has_closed_form, hessian_matrix, lanczos_run,
                      operator, resolve_method, ritz, start_vector)
 
@@ -13,7 +13,7 @@ GRID_POINTS = 1000  # default grid of spectral_density
 
 
 def top_eigenpairs(fm, X, y, theta: torch.Tensor, k: int = 2, method: str = "auto",
-                   tol: float = LANCZOS_TOL, seed: int = 0) -> tuple:
+                   tol: float = EIGENVECTOR_TOL, seed: int = 0) -> tuple:
     """The k largest (algebraic) eigenvalues (k,) descending and unit eigenvectors (k, D), in theta's dtype.
 
     Each vector's largest-magnitude entry is positive, so the result is deterministic. "exact" uses

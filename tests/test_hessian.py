@@ -91,7 +91,7 @@ def test_iterative_solvers_find_both_ends_of_a_known_spectrum(diagonal):
         calls.clear()
         lam_min, lam_max, count = solve(matvec, len(d))
         assert (lam_min, lam_max) == pytest.approx((min(diagonal), max(diagonal)), rel=rtol)
-        assert count == len(calls) > 0
+        assert count == sum(len(v) if v.ndim == 2 else 1 for v in calls) > 0  # block Lanczos: per vector
 
 
 def test_power_iteration_finds_a_dominant_negative_end():
@@ -195,12 +195,15 @@ def test_curvature_along_a_subset_of_indices_equals_the_full_warm_started_run(ti
     cold = hessian.curvature_along(fm, X, y, run.params, progress=False, warm_start=False)
     part = hessian.curvature_along(fm, X, y, run.params, progress=False, indices=[3, 7, 12])
     assert full.method == "lanczos" and list(part.indices) == [3, 7, 12]
-    assert np.allclose(part.lam_min, full.lam_min[[3, 7, 12]], rtol=1e-6)
-    assert np.allclose(part.lam_max, full.lam_max[[3, 7, 12]], rtol=1e-6)
-    assert np.allclose(cold.lam_min, full.lam_min, rtol=1e-6) and cold.hvps.sum() > full.hvps.sum()
+    scale = hessian.END_TOL * np.abs(full.lam_max).max()  # each end within END_TOL ‖H‖, warm or cold
+    assert np.abs(part.lam_min - full.lam_min[[3, 7, 12]]).max() <= scale
+    assert np.abs(part.lam_max - full.lam_max[[3, 7, 12]]).max() <= scale
+    assert np.abs(cold.lam_min - full.lam_min).max() <= scale and cold.hvps.sum() > full.hvps.sum()
     for k in (0, 6, 12):
         values, _ = reference_eigh(fm, X, y, run.params[k])
-        assert (full.lam_min[k], full.lam_max[k]) == pytest.approx((float(values[0]), float(values[-1])), rel=1e-6)
+        bound = hessian.END_TOL * float(values.abs().max())
+        assert float(values[0]) <= full.lam_min[k] <= float(values[0]) + bound  # a Ritz value never passes the end
+        assert float(values[-1]) - bound <= full.lam_max[k] <= float(values[-1]) + 1e-6 * bound
     with pytest.raises(ValueError, match="indices must be rows"):
         hessian.curvature_along(fm, X, y, run.params, indices=[13])
 
@@ -293,17 +296,18 @@ def test_spectrum_estimators_are_nan_on_a_non_finite_hessian():
         assert values.isnan().all() and vectors.shape == (2, 5) and vectors.isnan().all()
 
 
-def test_closed_form_products_in_torch_and_numpy_batched_over_checkpoints(trained_mlp, tiny_data):
-    """The CPU path multiplies in numpy, a GPU one in torch: both equal the float64 Hessian, per checkpoint."""
+def test_closed_form_products_in_torch_and_numpy_for_a_block_of_vectors(trained_mlp, tiny_data):
+    """The CPU path multiplies in numpy, a GPU one in torch: both equal the float64 Hessian, one vector or a block."""
     fm, run = trained_mlp
     X, y = tiny_data.X, tiny_data.y
-    (h, d), thetas = fm.layout[0].shape, run.params[[0, 15, 30]]  # (3, D)
-    V = torch.randn(3, fm.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    expected = torch.stack([torch.func.hessian(as_float64(fm).loss)(t.double(), X.double(), y.double()) @ v
-                            for t, v in zip(thetas, V)])
-    parts = hessian._relu_mlp_parts(hessian.ReluMLP.from_theta(thetas, h, d), fm.loss_kind, X, y)
+    (h, d), theta = fm.layout[0].shape, run.params[15]
+    V = torch.randn(3, fm.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)  # (3, D)
+    expected = V @ torch.func.hessian(as_float64(fm).loss)(theta.double(), X.double(), y.double())
+    parts = hessian._relu_mlp_parts(hessian.ReluMLP.from_theta(theta, h, d), fm.loss_kind, X, y)
     assert torch.allclose(hessian._relu_mlp_product(parts, torch.cat)(V), expected, atol=1e-12)
     numpy_product = hessian._relu_mlp_product(tuple(p.numpy() for p in parts), np.concatenate)
     assert np.allclose(numpy_product(V.numpy()), expected.numpy(), atol=1e-12)
-    single = hessian.operator(fm, X, y, thetas[1])[0]
+    single = hessian.operator(fm, X, y, theta)[0]
     assert torch.allclose(single(V[1]), expected[1], atol=1e-12)
+    fast, dtype = hessian.operator(fm, X, y, theta, torch.float32)  # what the solvers use at END_TOL
+    assert dtype == torch.float32 and torch.allclose(fast(V.float()).double(), expected, atol=1e-5)
