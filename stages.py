@@ -19,9 +19,9 @@ from training import OptimizerSpec, Trajectory, full_batch_grad_norm, train
 # The shadow rule: a run is drawn on a surface only while the plane holds it and the surface is its loss.
 SHADOW_RESIDUAL = 0.10  # a checkpoint's off-plane distance, as a share of the path's largest displacement
 SHADOW_GAP = 0.02  # |surface - recorded loss| at a checkpoint
-# Checkpoints per warm-started eigensolver chain: a cold start costs about two warm ones, and 101
-# checkpoints make 11 chains, enough to share out evenly across a few ranks.
-CURVATURE_CHAIN = 10
+# Checkpoints per warm-started eigensolver chain: a cold start costs about two warm ones (50 against
+# 26 products), and 101 checkpoints still make 6 chains to share out across a few ranks.
+CURVATURE_CHAIN = 20
 
 
 # The source files each kind of stage runs: editing any of them invalidates its cached entries.

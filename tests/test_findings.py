@@ -41,9 +41,15 @@ def test_readable_rounds_for_reading(x, expected):
 
 
 @pytest.mark.parametrize("lam_min, lam_max, expected", [(-2.8e-7, 0.9, "≈ 0 (convex)"), (0.0, 3.0, "≈ 0 (convex)"),
-                                                        (-0.42, 9.5, "-0.42"), (-1e-3, 0.9, "-0.001"), (-4e-4, 0.9, "-4e-4")])
+                                                        (-0.42, 9.5, "-0.42"), (-1e-3, 0.9, "-0.001"), (-4e-4, 0.9, "≈ 0 (convex)"),
+                                                        (-2e-3, 0.9, "-0.002")])
 def test_eigen_text_calls_rounding_noise_convex(lam_min, lam_max, expected):
     assert findings.eigen_text(lam_min, lam_max) == expected
+
+
+def test_convex_means_within_the_eigensolvers_error():
+    import hessian
+    assert findings.CONVEX_TOL >= hessian.END_TOL  # a λmin the solver cannot tell from 0 is never called non-convex
 
 
 def test_findings_state_the_run_numbers():
