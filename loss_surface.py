@@ -114,8 +114,12 @@ def _sample_batches(fm, n: int) -> list:
 
 
 def _shaped(logits: torch.Tensor, kind: str) -> torch.Tensor:
-    """(K, n, C) -> (K, n, C) for ce, (K, n) for bce and mse (one output column)."""
-    return logits if kind == "ce" else logits.reshape(logits.shape[0], -1)
+    """(K, n, C) -> (K, n, C) for ce, (K, n) for bce and mse (one output column).
+
+    The closed form hands out a points-last view; bce and mse sums read it in place as fast, but
+    ce's reductions over classes run several times slower on it than on one contiguous copy.
+    """
+    return logits.contiguous() if kind == "ce" else logits.reshape(logits.shape[0], -1)
 
 
 def _generic_logits(fm, X, plane, coords, chunk):

@@ -30,6 +30,8 @@ WEIGHT_VIEWS = {aten.t.default, aten.transpose.int, aten.permute.default}
 BLOCK_ELEMENTS = 2 ** 22
 # Tiles of the Linear -> ReLU -> Linear path: small rectangles of the plane hold few ReLU switches.
 POINTS_PER_TILE = 160
+# Floats of the first layer's output, 3 n h, per batch of tiles built together: 4 MB.
+BUILD_ELEMENTS = 2 ** 20
 # Most floats in one tile's per-point block, (n C, K) logits or (m C, K) shares: 4 MB, in cache.
 TILE_ELEMENTS = 2 ** 20
 # Floats of the first layer's output per vmap batch of the split path, K n F: 2 MB. Measured (one
@@ -140,6 +142,7 @@ class PlaneModel:
         if self.kind == "relu_linear":
             self.w = weights[1].transpose(1, 2).contiguous()  # (3, h, C)
             self.bias = biases[1]  # (3, C)
+            self.w_rows = self.w.permute(0, 2, 1).reshape(-1, self.w.shape[1])  # (3 C, h): w_y's columns as rows
             self.abs_z = self.z.abs()  # (3, n, h): |zc|, |zu|, |zv|
             self.z_by_pair = self.z.view(3, -1).T.contiguous()  # (n h, 3): gathers by pair
 
@@ -160,51 +163,74 @@ class PlaneModel:
 
     def _sweep(self, coords):
         """Tiles of nearby points (squares of the points' bounding box, about POINTS_PER_TILE each)."""
-        per_axis = max(1, int(np.sqrt(len(coords) / POINTS_PER_TILE)))
-        low, high = coords.min(axis=0), coords.max(axis=0)
-        cell = np.floor((coords - low) / np.where(high > low, high - low, 1.0) * per_axis).clip(0, per_axis - 1)
-        tile_of = cell[:, 0] * per_axis + cell[:, 1]
-        order = np.argsort(tile_of, kind="stable")
-        starts = np.flatnonzero(np.diff(tile_of[order], prepend=-1))
-        for group in np.split(order, starts[1:]):
-            tile = Tile(self, coords[group].min(axis=0), coords[group].max(axis=0))
-            for first in range(0, len(group), tile.chunk):
-                part = group[first:first + tile.chunk]
-                yield part, tile(torch.as_tensor(coords[part], dtype=self.z.dtype, device=self.z.device))
+        groups = _tile_groups(coords)
+        per_batch = max(1, BUILD_ELEMENTS // self.z.numel())
+        for first in range(0, len(groups), per_batch):
+            batch = groups[first:first + per_batch]
+            bounds = np.stack([[coords[g].min(axis=0), coords[g].max(axis=0)] for g in batch])  # (T, 2, 2)
+            for group, tile in zip(batch, build_tiles(self, bounds[:, 0], bounds[:, 1])):
+                for start in range(0, len(group), tile.chunk):
+                    part = group[start:start + tile.chunk]
+                    yield part, tile(torch.as_tensor(coords[part], dtype=self.z.dtype, device=self.z.device))
+
+
+def _tile_groups(coords: np.ndarray) -> list:
+    """Indices into coords (N, 2), one array per square cell of their bounding box, about POINTS_PER_TILE each."""
+    per_axis = max(1, int(np.sqrt(len(coords) / POINTS_PER_TILE)))
+    low, high = coords.min(axis=0), coords.max(axis=0)
+    cell = np.floor((coords - low) / np.where(high > low, high - low, 1.0) * per_axis).clip(0, per_axis - 1)
+    tile_of = cell[:, 0] * per_axis + cell[:, 1]
+    order = np.argsort(tile_of, kind="stable")
+    starts = np.flatnonzero(np.diff(tile_of[order], prepend=-1))
+    return np.split(order, starts[1:])
+
+
+def build_tiles(model: PlaneModel, lows: np.ndarray, highs: np.ndarray) -> list:
+    """One Tile per rectangle [lows[t], highs[t]] (T, 2), built together: a few large ops instead of many small.
+
+    A (sample, unit) pair whose pre-activation surely keeps one sign at all four corners of a
+    rectangle (rounding counted) is linear or zero inside it; the others may switch there.
+    """
+    z, w = model.z, model.w  # (3, n, h), (3, h, C)
+    n, h, C, T = z.shape[1], z.shape[2], w.shape[2], len(lows)
+    centres = z.new_tensor(np.c_[np.ones(T), (lows + highs) / 2])  # (T, 3): 1 a0 b0
+    # How far pre-activations move inside a rectangle, plus what rounding may hide: middle cancels
+    # terms as large as |zc| + |a0 zu| + |b0 zv|
+    reach = z.new_tensor(np.c_[np.zeros(T), (highs - lows) / 2]) + 4 * torch.finfo(z.dtype).eps * centres.abs()
+    middle = centres @ z.view(3, -1)  # (T, n h): pre-activations at the centres
+    bound = reach @ model.abs_z.view(3, -1)
+    on = torch.gt(middle, bound, out=torch.empty_like(middle)).view(T, 1, n, h)  # 1 where surely positive
+    # P[y, :, t, x] = ((z_x * on_t) @ w_y)^T for x, y in (centre, u, v): one (3C, h) x (h, 3 T n) product
+    P = (model.w_rows @ (z * on).view(-1, h).T).view(3, C, T, 3, n)
+    quadratic = torch.stack([P[0, :, :, 0], P[1, :, :, 0] + P[0, :, :, 1], P[2, :, :, 0] + P[0, :, :, 2],
+                             P[1, :, :, 1], P[2, :, :, 2], P[2, :, :, 1] + P[1, :, :, 2]])  # (6, C, T, n): 1 a b a² b² ab
+    quadratic[:3] += model.bias[:, :, None, None]  # the output bias is affine in (a, b) too
+    quadratic = quadratic.permute(2, 3, 1, 0).reshape(T, n * C, 6)  # (T, n C, 6)
+    tile_of, pairs = (middle.abs() <= bound).nonzero().unbind(1)  # (M,) each: by tile, then sample * h + unit
+    counts = torch.bincount(tile_of, minlength=T).tolist()
+    switching_z = model.z_by_pair.index_select(0, pairs)  # (M, 3)
+    switching_w = w.index_select(1, pairs % h).permute(1, 2, 0).reshape(-1, C, 3)  # (M, C, 3)
+    return [Tile(*parts, n, C) for parts in zip(quadratic, (pairs // h).split(counts), switching_z.split(counts),
+                                                 switching_w.split(counts), pairs.split(counts))]
 
 
 class Tile:
     """Linear -> ReLU -> Linear logits at coordinates inside one rectangle, with only the needed work.
 
-    A (sample, unit) pair whose pre-activation surely keeps one sign at all four corners of the
-    rectangle (rounding counted) is linear or zero inside it, so the on pairs' shares of the
-    logits add up to one quadratic in (a, b): one matrix product per tile, then 6 numbers per point
-    and output. Only the pairs whose ReLU may switch inside the rectangle are evaluated point by
-    point. Exact up to rounding.
+    The pairs that keep one sign in the rectangle are linear or zero inside it, so their shares of the
+    logits add up to one quadratic in (a, b) per sample and output: 6 numbers per point and output.
+    Only the pairs whose ReLU may switch inside the rectangle are evaluated point by point.
+    Exact up to rounding.
     """
 
-    def __init__(self, model: PlaneModel, low, high):
-        z, abs_z, w = model.z, model.abs_z, model.w  # (3, n, h), (3, n, h), (3, h, C)
-        n, h, C = z.shape[1], z.shape[2], w.shape[2]
-        centre = z.new_tensor([1.0, *((low + high) / 2)])
-        half = z.new_tensor((high - low) / 2)
-        middle = torch.tensordot(centre, z, dims=1)  # (n, h): pre-activations at the centre
-        bound = torch.tensordot(half, abs_z[1:], dims=1)  # how far they move inside the rectangle
-        # Plus what rounding may hide: middle cancels terms as large as |zc| + |a0 zu| + |b0 zv|
-        bound += 4 * torch.finfo(z.dtype).eps * torch.tensordot(centre.abs(), abs_z, dims=1)
-        on = (middle > bound).to(z.dtype)  # surely positive: the ReLU is the identity
-        # P[x, :, y] = (z_x * on) @ w_y for x, y in (centre, u, v): one (3n, h) x (h, 3C) product
-        P = ((z * on).view(3 * n, h) @ w.transpose(0, 1).reshape(h, 3 * C)).view(3, n, 3, C)
-        quadratic = torch.stack([P[0, :, 0], P[0, :, 1] + P[1, :, 0], P[0, :, 2] + P[2, :, 0],
-                                 P[1, :, 1], P[2, :, 2], P[1, :, 2] + P[2, :, 1]])  # (6, n, C): 1 a b a² b² ab
-        quadratic[:3] += model.bias[:, None]  # the output bias is affine in (a, b) too
-        self.quadratic = quadratic.view(6, n * C).T.contiguous()  # (n C, 6)
-        self.pairs = (middle.abs() <= bound).view(-1).nonzero().squeeze(1)  # (m,) sample * h + unit
-        self.rows, units = self.pairs // h, self.pairs % h  # where the sign may change
-        self.switching_z = model.z_by_pair.index_select(0, self.pairs)  # (m, 3)
-        self.switching_w = w.index_select(1, units).permute(1, 2, 0).reshape(-1, 3)  # (m C, 3)
+    def __init__(self, quadratic, rows, switching_z, switching_w, pairs, n: int, C: int):
+        self.quadratic = quadratic  # (n C, 6): coefficients of 1 a b a² b² ab
+        self.rows = rows  # (m,): the sample of each pair that may switch
+        self.switching_z = switching_z  # (m, 3): its pre-activation along centre, u, v
+        self.switching_w = switching_w.reshape(-1, 3)  # (m C, 3): its outgoing weights along centre, u, v
+        self.pairs = pairs  # (m,): sample * h + unit
         self.n, self.C = n, C
-        self.chunk = max(1, TILE_ELEMENTS // (max(len(self.rows), n) * C))
+        self.chunk = max(1, TILE_ELEMENTS // (max(len(rows), n) * C))
 
     def __call__(self, ab: torch.Tensor) -> torch.Tensor:
         """Logits (K, n, C) at coordinates ab (K, 2): a view of an (n, C, K) tensor, points last.

@@ -1,4 +1,7 @@
-"""Loss surfaces against the per-point loop they replace, for every path, measured side by side in one run."""
+"""Loss surfaces against the per-point loop they replace, for every path, measured side by side in one run.
+
+Rows: mlp (the project's MLP and its spellings), deep (a 10-128-128-1 MLP), cnn (digits); all by default.
+"""
 import os
 import statistics
 import sys
@@ -77,65 +80,79 @@ def compare(label, fm, X, y, plane, alphas, betas, extra=None, repeats=REPEATS):
     return t
 
 
-# 1. The default MLP (1000 samples, 10 features, hidden 32), its trajectory, its PCA plane, 51x51.
-load_before = os.getloadavg()[0]
-fm, data, run = default_mlp_run()
-X, y = data.X, data.y
-plane = pca_plane(run.params, run.final, fm.layout)
-alphas, betas = grid_for(project(run.params, plane)[0], 51, 0.25)
-compare(f"own MLP D={fm.dim}, PCA plane", fm, X, y, plane, alphas, betas)
+def own_mlp_rows():
+    """Rows 1-4: the project's MLP (1000 samples, 10 features, hidden 32), its spellings and its 3-class twin."""
+    # 1. The default MLP, its trajectory, its PCA plane, 51x51.
+    fm, data, run = default_mlp_run()
+    X, y = data.X, data.y
+    plane = pca_plane(run.params, run.final, fm.layout)
+    alphas, betas = grid_for(project(run.params, plane)[0], 51, 0.25)
+    compare(f"own MLP D={fm.dim}, PCA plane", fm, X, y, plane, alphas, betas)
 
-# 2. A filter-normalised random plane with steps of the weights' own size: most ReLUs switch.
-wide = np.linspace(-1.0, 1.0, 51)
-random = random_plane(run.final, fm.layout, seed=0)
-compare("own MLP, random plane a, b in [-1, 1]", fm, X, y, random, wide, wide)
+    # 2. A filter-normalised random plane with steps of the weights' own size: most ReLUs switch.
+    random = random_plane(run.final, fm.layout, seed=0)
+    compare("own MLP, random plane a, b in [-1, 1]", fm, X, y, random, WIDE, WIDE)
 
-# 3. The user's spelling of the same function: nn.Sequential with the same weights; the generic
-#    path on it is what a model without a recognised structure would cost.
-seq = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1), nn.Flatten(0))
-vector_to_parameters(run.final, seq.parameters())
-fm_seq = FlatModel(seq)
-grid = np.stack([g.ravel() for g in np.meshgrid(alphas, betas)], 1)
-compare("nn.Sequential(Linear, ReLU, Linear), same weights", fm_seq, X, y, plane, alphas, betas,
-        {"generic": lambda: generic_only(fm_seq, X, y, plane, grid)})
+    # 3. The user's spelling of the same function: nn.Sequential with the same weights; the generic
+    #    path on it is what a model without a recognised structure would cost.
+    seq = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1), nn.Flatten(0))
+    vector_to_parameters(run.final, seq.parameters())
+    fm_seq = FlatModel(seq)
+    grid = np.stack([g.ravel() for g in np.meshgrid(alphas, betas)], 1)
+    compare("nn.Sequential(Linear, ReLU, Linear), same weights", fm_seq, X, y, plane, alphas, betas,
+            {"generic": lambda: generic_only(fm_seq, X, y, plane, grid)})
 
-# 4. Three classes (ce): the closed form with C = 3 columns, and the generic path it saves.
-y3 = torch.bucketize(X[:, 0].contiguous(), torch.quantile(X[:, 0], torch.tensor([1 / 3, 2 / 3])))  # 3 balanced classes
-fm3 = FlatModel(build_model("mlp", 10, 32, seed=0, n_classes=3, loss="ce"), loss="ce")
-plane3 = random_plane(fm3.theta0, fm3.layout, seed=0)
-grid3 = np.stack([g.ravel() for g in np.meshgrid(wide, wide)], 1)
-compare("own MLP, 3 classes (ce), random plane", fm3, X, y3, plane3, wide, wide,
-        {"generic (fallback)": lambda: generic_only(fm3, X, y3, plane3, grid3)})
+    # 4. Three classes (ce): the closed form with C = 3 columns, and the generic path it saves.
+    y3 = torch.bucketize(X[:, 0].contiguous(), torch.quantile(X[:, 0], torch.tensor([1 / 3, 2 / 3])))  # balanced
+    fm3 = FlatModel(build_model("mlp", 10, 32, seed=0, n_classes=3, loss="ce"), loss="ce")
+    plane3 = random_plane(fm3.theta0, fm3.layout, seed=0)
+    compare("own MLP, 3 classes (ce), random plane", fm3, X, y3, plane3, WIDE, WIDE,
+            {"generic (fallback)": lambda: generic_only(fm3, X, y3, plane3, WIDE_GRID)})
 
-# 5. A 3-layer MLP 10-128-128-1 (D=18049): no closed form; the split path (first layer three times,
-#    the rest vmapped) against the generic path at the chunk sizes K measured before.
-deep = nn.Sequential(nn.Linear(10, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 1), nn.Flatten(0))
-fm_deep = FlatModel(deep)
-plane_deep = random_plane(fm_deep.theta0, fm_deep.layout, seed=0)
-chunks = {f"generic K={k}": (lambda k=k: generic_only(fm_deep, X, y, plane_deep, grid3, k)) for k in (1, 2, 8)}
-chunks.update({f"split K={k}": (lambda k=k: split_only(fm_deep, X, plane_deep, grid3, k)) for k in (1, 2, 8)})
-t = compare(f"3-layer MLP 10-128-128-1, D={fm_deep.dim} (split)", fm_deep, X, y, plane_deep, wide, wide, chunks)
 
-# 6. Achieved rate of the generic path: the forward's multiply-adds, 2 n (10*128 + 128*128 + 128) per
-#    point, against a float32 2048^2 matmul timed in this run.
-flops = len(grid3) * 2 * len(X) * (10 * 128 + 128 * 128 + 128)
-big = torch.randn(2048, 2048)
-t_mm = interleaved_medians({"mm": lambda: big @ big})["mm"]
-mm_rate = 2 * 2048 ** 3 / t_mm / 1e9
-for name in ("loop", "project"):
-    rate = flops / t[name] / 1e9
-    print(f"  {name}: {rate:.1f} GFLOP/s against {mm_rate:.1f} GFLOP/s of a matmul ({100 * rate / mm_rate:.0f}%)")
-# 7. The CNN on digits (1797 8x8 images, 10 classes, D=1370), trained as main.py does, its PCA plane,
-#    51x51: the closed form on the Conv's output (project), the rest vmapped (split), the generic path.
-digits = load_data(Config(dataset="digits", model="cnn"), "cpu")
-fm_cnn = FlatModel(build_model("cnn", digits.n_features, seed=0, n_classes=digits.n_classes,
+def deep_mlp_row():
+    """Row 5: a 3-layer MLP 10-128-128-1 (D=18049) on a random plane, and its achieved GFLOP/s."""
+    _, data, _ = default_mlp_run()
+    X, y = data.X, data.y
+    deep = nn.Sequential(nn.Linear(10, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 1),
+                         nn.Flatten(0))
+    fm = FlatModel(deep)
+    plane = random_plane(fm.theta0, fm.layout, seed=0)
+    extra = {f"generic K={k}": (lambda k=k: generic_only(fm, X, y, plane, WIDE_GRID, k)) for k in (2,)}
+    extra.update({f"split K={k}": (lambda k=k: split_only(fm, X, plane, WIDE_GRID, k)) for k in (1, 2, 8)})
+    t = compare(f"3-layer MLP 10-128-128-1, D={fm.dim}", fm, X, y, plane, WIDE, WIDE, extra)
+    # The dense forward's multiply-adds, 2 n (10*128 + 128*128 + 128) per point, per second, against a
+    # float32 2048^2 matmul timed in this run.
+    flops = len(WIDE_GRID) * 2 * len(X) * (10 * 128 + 128 * 128 + 128)
+    big = torch.randn(2048, 2048)
+    mm_rate = 2 * 2048 ** 3 / interleaved_medians({"mm": lambda: big @ big})["mm"] / 1e9
+    for name in t:
+        rate = flops / t[name] / 1e9
+        print(f"  {name}: {rate:.1f} GFLOP/s against {mm_rate:.1f} GFLOP/s of a matmul ({100 * rate / mm_rate:.0f}%)")
+
+
+def cnn_row():
+    """Row 6: the CNN on digits (1797 8x8 images, 10 classes, D=1370), trained as main.py does, its PCA plane."""
+    digits = load_data(Config(dataset="digits", model="cnn"), "cpu")
+    fm = FlatModel(build_model("cnn", digits.n_features, seed=0, n_classes=digits.n_classes,
                                image_shape=digits.image_shape, loss="ce"), loss="ce")
-run_cnn = train(fm_cnn, digits.X, digits.y, OptimizerSpec("gd", "sgd", Config().lr), 100)
-plane_cnn = pca_plane(run_cnn.params, run_cnn.final, fm_cnn.layout)
-a_cnn, b_cnn = grid_for(project(run_cnn.params, plane_cnn)[0], 51, 0.25)
-grid_cnn = np.stack([g.ravel() for g in np.meshgrid(a_cnn, b_cnn)], 1)
-compare(f"CNN on digits D={fm_cnn.dim}, PCA plane", fm_cnn, digits.X, digits.y, plane_cnn, a_cnn, b_cnn,
-        {"split": lambda: split_only(fm_cnn, digits.X, plane_cnn, grid_cnn),
-         "generic": lambda: generic_only(fm_cnn, digits.X, digits.y, plane_cnn, grid_cnn)}, repeats=3)
-print(f"{torch.get_num_threads()} thread, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} "
-      f"on {os.cpu_count()} cores; medians of {REPEATS}")
+    run = train(fm, digits.X, digits.y, OptimizerSpec("gd", "sgd", Config().lr), 100)
+    plane = pca_plane(run.params, run.final, fm.layout)
+    alphas, betas = grid_for(project(run.params, plane)[0], 51, 0.25)
+    grid = np.stack([g.ravel() for g in np.meshgrid(alphas, betas)], 1)
+    compare(f"CNN on digits D={fm.dim}, PCA plane", fm, digits.X, digits.y, plane, alphas, betas,
+            {"split": lambda: split_only(fm, digits.X, plane, grid),
+             "generic": lambda: generic_only(fm, digits.X, digits.y, plane, grid)}, repeats=3)
+
+
+ROWS = {"mlp": own_mlp_rows, "deep": deep_mlp_row, "cnn": cnn_row}
+WIDE = np.linspace(-1.0, 1.0, 51)
+WIDE_GRID = np.stack([g.ravel() for g in np.meshgrid(WIDE, WIDE)], 1)
+
+if __name__ == "__main__":
+    chosen = sys.argv[1:] or list(ROWS)  # e.g. `bench_surface.py mlp deep`
+    load_before = os.getloadavg()[0]
+    for name in chosen:
+        ROWS[name]()
+    print(f"{torch.get_num_threads()} thread, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores; medians of {REPEATS} (the CNN: 3), interleaved")

@@ -7,7 +7,7 @@ from torch import nn
 
 from loss_surface import _generic_logits, evaluate_points, evaluate_surface, grid_for, interpolate_line
 from models import FlatModel, build_model
-from plane_model import PlaneModel, Tile, find_structure, split_for
+from plane_model import PlaneModel, build_tiles, find_structure, split_for
 from projection import Plane, pca_plane, random_plane
 
 
@@ -288,7 +288,7 @@ def test_pairs_left_to_the_closed_form_keep_one_sign_on_their_tile(tiny_data):
         a = rng.choice([1e3, 1e5, 1e7]) * rng.choice([-1, 1])
         on_line = np.array([a, -float(z[0, r, k] + a * z[1, r, k]) / float(z[2, r, k])])
         half = rng.uniform(0, 1e-3, size=2)
-        tile = Tile(model, on_line - half, on_line + half)
+        tile = build_tiles(model, (on_line - half)[None], (on_line + half)[None])[0]
         corners = [(on_line[0] + sa * half[0], on_line[1] + sb * half[1]) for sa in (-1, 1) for sb in (-1, 1)]
         values = torch.stack([z[0] + ca * z[1] + cb * z[2] for ca, cb in corners])  # (4, n, h) in float64
         one_sign = ((values > 0).all(dim=0) | (values <= 0).all(dim=0)).view(-1)
@@ -300,8 +300,9 @@ def test_pairs_left_to_the_closed_form_keep_one_sign_on_their_tile(tiny_data):
 def test_a_point_tile_is_closed_form_and_wide_tiles_switch(tiny_data):
     fm = make_fm("mlp", tiny_data.n_features)
     model = PlaneModel(fm, find_structure(fm, tiny_data.X), tiny_data.X, random_plane(fm.theta0, fm.layout, seed=0))
-    assert len(Tile(model, np.array([0.3, -0.2]), np.array([0.3, -0.2])).pairs) == 0  # a degenerate rectangle
-    assert len(Tile(model, np.array([-2.0, -2.0]), np.array([2.0, 2.0])).pairs) > 0  # ReLUs switch inside
+    point, wide = build_tiles(model, np.array([[0.3, -0.2], [-2.0, -2.0]]), np.array([[0.3, -0.2], [2.0, 2.0]]))
+    assert len(point.pairs) == 0  # a degenerate rectangle
+    assert len(wide.pairs) > 0  # ReLUs switch inside
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
