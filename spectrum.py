@@ -10,6 +10,8 @@ from hessian import (CLOSED_MATRIX_MAX_DIM, EXACT_MAX_DIM, LANCZOS_MAX_STEPS, LA
                      operator, resolve_method, ritz, start_vector)
 
 GRID_POINTS = 1000  # default grid of spectral_density
+PROBE_BLOCK = 16  # probes per batched Hessian product (trace) and Lanczos runs side by side (SLQ)
+SLQ_BASIS_BYTES = 32 * 2 ** 20  # Lanczos runs side by side keep their float64 bases (P, steps, D) within this
 
 
 def top_eigenpairs(fm, X, y, theta: torch.Tensor, k: int = 2, method: str = "auto",
@@ -62,7 +64,8 @@ def trace(fm, X, y, theta: torch.Tensor, n_probes: int = 100, seed: int = 0, exa
 
     exact (default: while the full Hessian is cheap: D <= EXACT_MAX_DIM, or a closed form up to
     CLOSED_MATRIX_MAX_DIM) sums the diagonal of the full Hessian instead, with
-    standard error 0. Probes come from a torch.Generator seeded by `seed`. NaN where H is not finite.
+    standard error 0. Probes come from a torch.Generator seeded by `seed`, and are multiplied
+    PROBE_BLOCK at a time in one batched product. NaN where H is not finite.
     """
     check_theta(fm, theta)
     theta = theta.detach()
@@ -75,7 +78,8 @@ def trace(fm, X, y, theta: torch.Tensor, n_probes: int = 100, seed: int = 0, exa
         matvec, dtype = operator(fm, X, y, theta)
         generator = torch.Generator().manual_seed(seed)
         Z = (2 * torch.randint(0, 2, (n_probes, fm.dim), generator=generator) - 1).to(theta.device, dtype)
-        quad = torch.stack([z.double() @ matvec(z).double() for z in Z]).cpu().numpy()  # (n_probes,)
+        quad = torch.cat([(block.double() * matvec(block).double()).sum(1)
+                          for block in Z.split(PROBE_BLOCK)]).cpu().numpy()  # (n_probes,) z^T H z
     if not np.isfinite(quad).all():
         return float("nan"), float("nan")
     return float(quad.mean()), float(quad.std(ddof=1) / np.sqrt(n_probes))
@@ -108,23 +112,60 @@ def spectral_density(fm, X, y, theta: torch.Tensor, n_probes: int = 10, n_steps:
 def slq_nodes(fm, X, y, theta: torch.Tensor, n_probes: int = 10, n_steps: int = 80, seed: int = 0) -> tuple:
     """Lanczos quadrature nodes and weights per probe, (n_probes, S) each (S <= n_steps; padded with weight 0).
 
-    Probes are Gaussian from a generator seeded by `seed`, one per Lanczos run of n_steps (fewer
-    when the Krylov space closes: then the quadrature is exact).
+    Probes are Gaussian, probe p from a generator seeded by seed * 100003 + p, one per Lanczos run of
+    n_steps (fewer when the Krylov space closes: then the quadrature is exact). The runs go side by
+    side (lanczos_lockstep), as many at once as keep their bases within SLQ_BASIS_BYTES.
     """
     check_theta(fm, theta)
     if n_probes < 1 or n_steps < 1:
         raise ValueError(f"n_probes and n_steps must be >= 1, got {n_probes} and {n_steps}")
     theta = theta.detach()
     nodes, weights = np.zeros((n_probes, n_steps)), np.zeros((n_probes, n_steps))
+    side_by_side = max(1, min(PROBE_BLOCK, SLQ_BASIS_BYTES // (8 * min(n_steps, fm.dim) * fm.dim)))
     with _solver_threads():
         try:
             matvec, dtype = operator(fm, X, y, theta)
-            for p in range(n_probes):
-                v0 = start_vector(fm.dim, torch.float64, theta.device, seed=seed * 100003 + p)
-                alpha, beta, _ = lanczos_run(lambda v: matvec(v.to(dtype)), v0, n_steps)
-                values, S = eigh_tridiagonal(alpha, beta[:-1])
-                nodes[p, :len(values)], weights[p, :len(values)] = values, S[0] ** 2
-                nodes[p, len(values):] = values[0]  # padding: weight 0 at an existing node
+            for first in range(0, n_probes, side_by_side):
+                probes = range(first, min(first + side_by_side, n_probes))
+                V0 = torch.stack([start_vector(fm.dim, torch.float64, theta.device, seed=seed * 100003 + p)
+                                  for p in probes])  # (P, D)
+                for p, (alpha, beta) in zip(probes, lanczos_lockstep(lambda V: matvec(V.to(dtype)), V0, n_steps)):
+                    values, S = eigh_tridiagonal(alpha, beta[:-1])
+                    nodes[p, :len(values)], weights[p, :len(values)] = values, S[0] ** 2
+                    nodes[p, len(values):] = values[0]  # padding: weight 0 at an existing node
         except NonFiniteHessian:
             nodes[:] = np.nan
     return nodes, weights
+
+
+def lanczos_lockstep(matvec, V0: torch.Tensor, n_steps: int) -> list:
+    """[(alpha (k,), beta (k,)) per row of V0 (P, D)]: hessian.lanczos_run from each row, all in lockstep.
+
+    Each step multiplies every live run's newest vector in ONE block product matvec((L, D)) and
+    reorthogonalises all of them against their own bases (twice, as lanczos_run) with batched
+    matmuls. A run whose Krylov space closes (beta ~ 0) stops there and leaves the block, as
+    lanczos_run would stop. Raises NonFiniteHessian on a non-finite product.
+    """
+    P, D = V0.shape
+    S = min(n_steps, D)
+    V = V0.new_zeros(P, S, D)  # (L, S, D) bases of the live runs
+    V[:, 0] = V0 / V0.norm(dim=1, keepdim=True)
+    alpha, beta = np.zeros((P, S)), np.zeros((P, S))
+    live, length = np.arange(P), np.full(P, S)  # rows of the live runs in V0; steps each run took
+    for k in range(S):
+        W = matvec(V[:, k]).to(V.dtype)  # (L, D)
+        alpha[live, k] = (V[:, k] * W).sum(1).cpu().numpy()
+        for _ in range(2):  # twice is enough (Kahan): each basis stays orthonormal to rounding
+            W = W - ((V[:, :k + 1] @ W[:, :, None]).transpose(1, 2) @ V[:, :k + 1])[:, 0]
+        beta[live, k] = W.norm(dim=1).cpu().numpy()
+        if not (np.isfinite(alpha[live, k]).all() and np.isfinite(beta[live, k]).all()):
+            raise NonFiniteHessian
+        closed = beta[live, k] <= 1e-12 * np.maximum(np.abs(alpha[live, :k + 1]).max(1), 1e-300)
+        length[live[closed]] = k + 1
+        if closed.any():
+            keep = torch.as_tensor(~closed, device=V.device)
+            live, V, W = live[~closed], V[keep], W[keep]
+        if k + 1 == S or len(live) == 0:
+            break
+        V[:, k + 1] = W / torch.as_tensor(beta[live, k], dtype=W.dtype, device=W.device)[:, None]
+    return [(alpha[p, :length[p]], beta[p, :length[p]]) for p in range(P)]
