@@ -29,7 +29,7 @@ WEIGHT_VIEWS = {aten.t.default, aten.transpose.int, aten.permute.default}
 # Most floats in one block of the affine path: 16 MB, bounded memory whatever the grid.
 BLOCK_ELEMENTS = 2 ** 22
 # Tiles of the Linear -> ReLU -> Linear path: small rectangles of the plane hold few ReLU switches.
-POINTS_PER_TILE = 160
+POINTS_PER_TILE = 100
 # Floats of the first layer's output, 3 n h, per batch of tiles built together: 4 MB.
 BUILD_ELEMENTS = 2 ** 20
 # Most floats in one tile's per-point block, (n C, K) logits or (m C, K) shares: 4 MB, in cache.
@@ -144,7 +144,6 @@ class PlaneModel:
             self.bias = biases[1]  # (3, C)
             self.w_rows = self.w.permute(0, 2, 1).reshape(-1, self.w.shape[1])  # (3 C, h): w_y's columns as rows
             self.abs_z = self.z.abs()  # (3, n, h): |zc|, |zu|, |zv|
-            self.z_by_pair = self.z.view(3, -1).T.contiguous()  # (n h, 3): gathers by pair
 
     def logits(self, coords: np.ndarray):
         """Yield (indices into coords, logits (K, n, C)) block by block, covering every point once."""
@@ -206,12 +205,20 @@ def build_tiles(model: PlaneModel, lows: np.ndarray, highs: np.ndarray) -> list:
                              P[1, :, :, 1], P[2, :, :, 2], P[2, :, :, 1] + P[1, :, :, 2]])  # (6, C, T, n): 1 a b a² b² ab
     quadratic[:3] += model.bias[:, :, None, None]  # the output bias is affine in (a, b) too
     quadratic = quadratic.permute(2, 3, 1, 0).reshape(T, n * C, 6)  # (T, n C, 6)
-    tile_of, pairs = (middle.abs() <= bound).nonzero().unbind(1)  # (M,) each: by tile, then sample * h + unit
+    tile_of, rows, units = _nonzero(middle.abs().view(T, n, h) <= bound.view(T, n, h))  # (M,) each, by tile
     counts = torch.bincount(tile_of, minlength=T).tolist()
-    switching_z = model.z_by_pair.index_select(0, pairs)  # (M, 3)
-    switching_w = w.index_select(1, pairs % h).permute(1, 2, 0).reshape(-1, C, 3)  # (M, C, 3)
-    return [Tile(*parts, n, C) for parts in zip(quadratic, (pairs // h).split(counts), switching_z.split(counts),
-                                                 switching_w.split(counts), pairs.split(counts))]
+    switching_z = model.z.view(3, -1)[:, rows * h + units].T  # (M, 3): along centre, u, v
+    switching_w = w[:, units].permute(1, 2, 0).reshape(-1, C * 3)  # (M, C 3): outgoing weights along centre, u, v
+    # One (M (1 + C), 3) table per tile: its pairs' pre-activations, then their outgoing weights
+    return [Tile(q, r, u, torch.cat([sz, sw.reshape(-1, 3)]), C) for q, r, u, sz, sw in
+            zip(quadratic, rows.split(counts), units.split(counts), switching_z.split(counts), switching_w.split(counts))]
+
+
+def _nonzero(mask: torch.Tensor) -> tuple:
+    """Indices of mask's True entries, one tensor per axis, in order; numpy's on the CPU, several times faster."""
+    if mask.device.type == "cpu":
+        return tuple(torch.from_numpy(i) for i in np.nonzero(mask.numpy()))
+    return mask.nonzero().unbind(1)
 
 
 class Tile:
@@ -223,14 +230,13 @@ class Tile:
     Exact up to rounding.
     """
 
-    def __init__(self, quadratic, rows, switching_z, switching_w, pairs, n: int, C: int):
-        self.quadratic = quadratic  # (n C, 6): coefficients of 1 a b a² b² ab
-        self.rows = rows  # (m,): the sample of each pair that may switch
-        self.switching_z = switching_z  # (m, 3): its pre-activation along centre, u, v
-        self.switching_w = switching_w.reshape(-1, 3)  # (m C, 3): its outgoing weights along centre, u, v
-        self.pairs = pairs  # (m,): sample * h + unit
-        self.n, self.C = n, C
-        self.chunk = max(1, TILE_ELEMENTS // (max(len(rows), n) * C))
+    def __init__(self, quadratic: torch.Tensor, rows: torch.Tensor, units: torch.Tensor, switching: torch.Tensor,
+                 C: int):
+        self.quadratic = quadratic  # (n C, 6): coefficients of 1 a b a² b² ab per sample and output
+        self.rows, self.units = rows, units  # (m,) each: the (sample, unit) pairs that may switch
+        self.switching = switching  # (m + m C, 3): their pre-activations, then outgoing weights, along centre, u, v
+        self.n, self.C = quadratic.shape[0] // C, C
+        self.chunk = max(1, TILE_ELEMENTS // (max(len(rows), self.n) * C))
 
     def __call__(self, ab: torch.Tensor) -> torch.Tensor:
         """Logits (K, n, C) at coordinates ab (K, 2): a view of an (n, C, K) tensor, points last.
@@ -243,9 +249,8 @@ class Tile:
         logits = torch.addmm(self.quadratic[:, :1], self.quadratic[:, 1:], powers)  # (n C, K)
         if len(self.rows):
             m, K = len(self.rows), ab.shape[0]
-            relu = torch.addmm(self.switching_z[:, :1], self.switching_z[:, 1:], powers[:2]).relu_()  # (m, K)
-            share = torch.addmm(self.switching_w[:, :1], self.switching_w[:, 1:], powers[:2])  # outgoing weights
-            share = share.view(m, self.C, K).mul_(relu[:, None])  # (m, C, K): times the pair's ReLU
+            linear = torch.addmm(self.switching[:, :1], self.switching[:, 1:], powers[:2])  # (m + m C, K)
+            share = linear[m:].view(m, self.C, K).mul_(linear[:m].relu_()[:, None])  # weights times the ReLU
             logits.view(self.n, self.C, K).index_add_(0, self.rows, share)  # whole (C, K) blocks per pair
         return logits.view(self.n, self.C, -1).permute(2, 0, 1)  # (K, n, C): samples, then classes
 

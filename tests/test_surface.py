@@ -293,7 +293,7 @@ def test_pairs_left_to_the_closed_form_keep_one_sign_on_their_tile(tiny_data):
         values = torch.stack([z[0] + ca * z[1] + cb * z[2] for ca, cb in corners])  # (4, n, h) in float64
         one_sign = ((values > 0).all(dim=0) | (values <= 0).all(dim=0)).view(-1)
         closed_form = torch.ones_like(one_sign)
-        closed_form[tile.pairs] = False
+        closed_form[tile.rows * z.shape[2] + tile.units] = False
         assert one_sign[closed_form].all()
 
 
@@ -301,8 +301,8 @@ def test_a_point_tile_is_closed_form_and_wide_tiles_switch(tiny_data):
     fm = make_fm("mlp", tiny_data.n_features)
     model = PlaneModel(fm, find_structure(fm, tiny_data.X), tiny_data.X, random_plane(fm.theta0, fm.layout, seed=0))
     point, wide = build_tiles(model, np.array([[0.3, -0.2], [-2.0, -2.0]]), np.array([[0.3, -0.2], [2.0, 2.0]]))
-    assert len(point.pairs) == 0  # a degenerate rectangle
-    assert len(wide.pairs) > 0  # ReLUs switch inside
+    assert len(point.rows) == 0  # a degenerate rectangle
+    assert len(wide.rows) > 0  # ReLUs switch inside
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
