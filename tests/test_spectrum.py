@@ -73,7 +73,8 @@ def test_lockstep_slq_equals_per_probe_lanczos_on_a_model(ce_run, monkeypatch):
         alpha, beta, _ = hessian.lanczos_run(matvec, v0, 20)
         values, S = hessian.eigh_tridiagonal(alpha, beta[:-1])
         assert np.allclose(nodes[p], values, atol=1e-10) and np.allclose(weights[p], S[0] ** 2, atol=1e-10)
-    monkeypatch.setattr(spectrum, "SLQ_BASIS_BYTES", 2 * 8 * 20 * fm.dim)  # two runs side by side at a time
+    monkeypatch.setattr(spectrum, "SLQ_BASIS_BYTES", 3 * 8 * 20 * fm.dim)  # runs 3 then 2 side by side,
+    monkeypatch.setattr(spectrum, "PROBE_BLOCK", 2)  # their products in calls of 2 and 1
     chunked = spectrum.slq_nodes(fm64, X64, y, theta64, n_probes=5, n_steps=20, seed=2)
     assert np.allclose(chunked[0], nodes, atol=1e-12) and np.allclose(chunked[1], weights, atol=1e-12)
 
