@@ -207,8 +207,8 @@ def build_tiles(model: PlaneModel, lows: np.ndarray, highs: np.ndarray) -> list:
     quadratic = quadratic.permute(2, 3, 1, 0).reshape(T, n * C, 6)  # (T, n C, 6)
     tile_of, rows, units = _nonzero(middle.abs().view(T, n, h) <= bound.view(T, n, h))  # (M,) each, by tile
     counts = torch.bincount(tile_of, minlength=T).tolist()
-    switching_z = model.z.view(3, -1)[:, rows * h + units].T  # (M, 3): along centre, u, v
-    switching_w = w[:, units].permute(1, 2, 0).reshape(-1, C * 3)  # (M, C 3): outgoing weights along centre, u, v
+    switching_z = model.z.view(3, -1).index_select(1, rows * h + units).T  # (M, 3): along centre, u, v
+    switching_w = w.index_select(1, units).permute(1, 2, 0).reshape(-1, C * 3)  # (M, C 3): outgoing weights, same
     # One (M (1 + C), 3) table per tile: its pairs' pre-activations, then their outgoing weights
     return [Tile(q, r, u, torch.cat([sz, sw.reshape(-1, 3)]), C) for q, r, u, sz, sw in
             zip(quadratic, rows.split(counts), units.split(counts), switching_z.split(counts), switching_w.split(counts))]
