@@ -143,8 +143,7 @@ def lanczos_lockstep(matvec, V0: torch.Tensor, n_steps: int) -> list:
     """[(alpha (k,), beta (k,)) per row of V0 (P, D)]: hessian.lanczos_run from each row, all in lockstep.
 
     Each step multiplies every live run's newest vector in ONE block product matvec((L, D)) and
-    reorthogonalises all of them against their own bases (twice, as lanczos_run) with batched
-    matmuls. A run whose Krylov space closes (beta ~ 0) stops there and leaves the block, as
+    reorthogonalises all of them against their own bases with batched matmuls. A run whose Krylov space closes (beta ~ 0) stops there and leaves the block, as
     lanczos_run would stop. Raises NonFiniteHessian on a non-finite product.
     """
     P, D = V0.shape
@@ -156,8 +155,7 @@ def lanczos_lockstep(matvec, V0: torch.Tensor, n_steps: int) -> list:
     for k in range(S):
         W = matvec(V[:, k]).to(V.dtype)  # (L, D)
         alpha[live, k] = (V[:, k] * W).sum(1).cpu().numpy()
-        for _ in range(2):  # twice is enough (Kahan): each basis stays orthonormal to rounding
-            W = W - ((V[:, :k + 1] @ W[:, :, None]).transpose(1, 2) @ V[:, :k + 1])[:, 0]
+        W = orthogonalise(W, V[:, :k + 1])
         beta[live, k] = W.norm(dim=1).cpu().numpy()
         if not (np.isfinite(alpha[live, k]).all() and np.isfinite(beta[live, k]).all()):
             raise NonFiniteHessian
@@ -170,6 +168,19 @@ def lanczos_lockstep(matvec, V0: torch.Tensor, n_steps: int) -> list:
             break
         V[:, k + 1] = W / torch.as_tensor(beta[live, k], dtype=W.dtype, device=W.device)[:, None]
     return [(alpha[p, :length[p]], beta[p, :length[p]]) for p in range(P)]
+
+
+def orthogonalise(W: torch.Tensor, bases: torch.Tensor) -> torch.Tensor:
+    """Each row of W (L, D) less its projection on its own orthonormal basis, a row of bases (L, k, D).
+
+    Twice (Kahan), as lanczos_run: then each basis stays orthonormal to rounding. On the CPU in numpy
+    on the same memory: its batched float64 matmul took a fifth of torch's bmm (L=10, k=40, D=385 and 1370).
+    """
+    cpu = W.device.type == "cpu"
+    W, bases = (W.numpy(), bases.numpy()) if cpu else (W, bases)
+    for _ in range(2):
+        W = W - ((bases @ W[:, :, None]).swapaxes(1, 2) @ bases)[:, 0]  # (L, 1, k) @ (L, k, D)
+    return torch.from_numpy(W) if cpu else W
 
 
 def block_product(matvec, V: torch.Tensor) -> torch.Tensor:

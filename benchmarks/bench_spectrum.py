@@ -20,7 +20,7 @@ from main import load_data  # noqa: E402
 from models import FlatModel, build_model  # noqa: E402
 from training import OptimizerSpec, train  # noqa: E402
 
-REPEATS = 3  # interleaved repeats of old and new; medians are compared
+REPEATS = 5  # interleaved repeats of old and new; medians are compared
 REVISION = "56e2e7d"  # the last probe-at-a-time spectrum.py (another revision may be given on the command line)
 
 
