@@ -4,9 +4,10 @@ Recognised by structure, not by class or parameter names: the module is traced w
 (real shapes, so shape-dependent Python such as `squeeze(-1) if C == 1` is fine) and its aten graph
 is matched. On a plane the first layer's pre-activations are affine in (a, b),
 z = zc + a zu + b zv, so they are computed three times per sample batch instead of once per point.
-Linear alone and Linear -> ReLU -> Linear get closed forms; any other model whose input reaches
-the rest of the network only through its first Linear or Conv is split there ("split": the rest
-of the traced graph runs per point on z, vmapped over points).
+Linear alone and Linear -> ReLU -> Linear get closed forms; a model that begins Linear -> ReLU ->
+narrow Linear gets that closed form for the second Linear's output and runs the rest of its traced
+graph per point ("prefix"); any other model whose input reaches the rest of the network only through
+its first Linear or Conv is split there ("split": the rest runs per point on z, vmapped over points).
 """
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ WEIGHT_VIEWS = {aten.t.default, aten.transpose.int, aten.permute.default}
 BLOCK_ELEMENTS = 2 ** 22
 # Tiles of the Linear -> ReLU -> Linear path: small rectangles of the plane hold few ReLU switches.
 POINTS_PER_TILE = 100
+# Widest second Linear the "prefix" path takes. Its tiles do elementwise work per output column on
+# every switching pair, the split path one matrix product: measured (one thread, n = 1000, 51x51
+# random plane, 10-h-C-1 MLPs) the tiles win 1.7-2x at C = 1 and 1.3x at C = 2, lose at C = 4 with
+# h = 128, and cost 3-12 ms per point against 0.33 ms for the dense layer at h = C = 128.
+PREFIX_COLUMNS = 2
 # Floats of the first layer's output, 3 n h, per batch of tiles built together: 4 MB.
 BUILD_ELEMENTS = 2 ** 20
 # Most floats in one tile's per-point block, (n C, K) logits or (m C, K) shares: 4 MB, in cache.
@@ -45,10 +51,11 @@ _structures: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 @dataclass(frozen=True)
 class Structure:
-    """A traced module: out = reshape(linear(X)) ("affine") or reshape(linear(relu(linear(X)))) ("relu_linear")."""
-    kind: str  # "affine", "relu_linear" or "split" (traced again per sample batch shape: see split_for)
+    """A traced module: out = reshape(linear(X)) ("affine"), reshape(linear(relu(linear(X)))) ("relu_linear"),
+    rest(linear(relu(linear(X)))) ("prefix") or rest(first layer(X)) ("split")."""
+    kind: str  # "affine", "relu_linear", "prefix" or "split" (rests traced per sample batch shape: see split_for)
     linears: tuple  # ((weight name, bias name or None), ...) in order, first layer first; () for "split"
-    n_outputs: int  # C: columns of the last linear layer; 0 for "split"
+    n_outputs: int  # C: columns of the last linear layer (of the second for "prefix"); 0 for "split"
 
 
 def find_structure(fm, X: torch.Tensor) -> Structure | None:
@@ -77,40 +84,45 @@ def _traced(fm, probe: torch.Tensor) -> fx.GraphModule | None:
 
 
 def _trace(fm, probe: torch.Tensor) -> Structure | None:
+    """Linear ("affine") or Linear -> ReLU -> Linear ("relu_linear") followed by reshapes only, or
+    Linear -> ReLU -> Linear followed by any rest the graph can be cut from ("prefix"); else None."""
     traced = _traced(fm, probe)
     if traced is None:
         return None
-    graph = traced.graph
-    nodes = [n for n in graph.nodes if n.op == "placeholder"]
-    names = {node: slot.name for node, slot in zip(nodes, fm.layout)}
-    node, linears, reshaped = nodes[-1], [], False  # the input X is the last placeholder
-    while True:
+    placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
+    names = {node: slot.name for node, slot in zip(placeholders, fm.layout)}
+    node, layers = placeholders[-1], []  # the input X is the last placeholder
+    while len(layers) < 3:  # as much of Linear -> ReLU -> Linear as the graph begins with
         users = list(node.users)
         if len(users) != 1:
             return None
-        prev, node = node, users[0]
-        if node.op == "output":
-            break
-        linear = None if reshaped else _linear_of(node, prev, names)
-        if linear is not None:
-            linears.append(linear)
-        elif node.target in RELUS and not reshaped:
-            linears.append("relu")
-        elif node.target in RESHAPES and linears:
-            reshaped = True  # only after the last layer: the logits' shape, not the layers'
+        if len(layers) == 1:
+            layer = "relu" if users[0].target in RELUS else None
         else:
+            layer = _linear_of(users[0], node, names)
+        if layer is None:
+            break
+        layers.append(layer)
+        node = users[0]
+    linears = tuple(layers[::2])
+    n_outputs = fm.unflatten(fm.theta0)[linears[-1][0]].shape[0] if linears else 0
+    out = _output_after_reshapes(node)
+    if out is None:  # something other than reshapes follows: cut the graph after the second Linear
+        prefix = len(layers) == 3 and n_outputs <= PREFIX_COLUMNS and split_for(fm, probe, depth=2) is not None
+        return Structure("prefix", linears, n_outputs) if prefix else None
+    if len(layers) not in (1, 3) or out.shape[:1] != probe.shape[:1] or out.numel() != probe.shape[0] * n_outputs:
+        return None
+    return Structure("affine" if len(layers) == 1 else "relu_linear", linears, n_outputs)
+
+
+def _output_after_reshapes(node):
+    """The traced value of the graph's single output if only reshapes lie between node and it, else None."""
+    while node.op != "output":
+        users = list(node.users)
+        if len(users) != 1 or (users[0].op != "output" and users[0].target not in RESHAPES):
             return None
-    if len(node.args[0]) != 1:
-        return None
-    out = node.args[0][0].meta.get("val")
-    linears = tuple(linears)
-    kinds = {1: "affine", 3: "relu_linear"}
-    if len(linears) not in kinds or linears[1:2] not in ((), ("relu",)) or "relu" in linears[::2]:
-        return None
-    n_outputs = fm.unflatten(fm.theta0)[linears[-1][0]].shape[0]
-    if out is None or out.shape[:1] != probe.shape[:1] or out.numel() != probe.shape[0] * n_outputs:
-        return None
-    return Structure(kinds[len(linears)], linears[::2], n_outputs)
+        prev, node = node, users[0]
+    return prev.meta.get("val") if len(node.args[0]) == 1 and node.args[0][0] is prev else None
 
 
 def _linear_of(node, prev, names):
@@ -133,13 +145,15 @@ class PlaneModel:
 
     def __init__(self, fm, structure: Structure, X: torch.Tensor, plane):
         parts = [fm.unflatten(t) for t in (plane.center, plane.u, plane.v)]  # centre, u, v
+        # "prefix": the tiles give the second Linear's output, the rest of the traced graph runs per point
+        self.rest = Rest(split_for(fm, X, depth=2), parts, X.shape[0]) if structure.kind == "prefix" else None
         weights = [torch.stack([p[w] for p in parts]) for w, _ in structure.linears]  # (3, out, in) each
         biases = [torch.stack([p[b] if b else torch.zeros_like(p[w][:, 0]) for p in parts])
                   for w, b in structure.linears]  # (3, out) each
         self.kind, self.n = structure.kind, X.shape[0]
         # First-layer pre-activations along centre, u and v, biases included: (3, n, h)
         self.z = torch.baddbmm(biases[0][:, None, :], X.expand(3, *X.shape), weights[0].transpose(1, 2))
-        if self.kind == "relu_linear":
+        if self.kind != "affine":
             self.w = weights[1].transpose(1, 2).contiguous()  # (3, h, C)
             self.bias = biases[1]  # (3, C)
             self.w_rows = self.w.permute(0, 2, 1).reshape(-1, self.w.shape[1])  # (3 C, h): w_y's columns as rows
@@ -168,9 +182,11 @@ class PlaneModel:
             batch = groups[first:first + per_batch]
             bounds = np.stack([[coords[g].min(axis=0), coords[g].max(axis=0)] for g in batch])  # (T, 2, 2)
             for group, tile in zip(batch, build_tiles(self, bounds[:, 0], bounds[:, 1])):
-                for start in range(0, len(group), tile.chunk):
-                    part = group[start:start + tile.chunk]
-                    yield part, tile(torch.as_tensor(coords[part], dtype=self.z.dtype, device=self.z.device))
+                chunk = tile.chunk if self.rest is None else min(tile.chunk, self.rest.chunk)
+                for start in range(0, len(group), chunk):
+                    part = group[start:start + chunk]
+                    ab = torch.as_tensor(coords[part], dtype=self.z.dtype, device=self.z.device)
+                    yield part, tile(ab) if self.rest is None else self.rest(ab, tile(ab).contiguous())
 
 
 def _tile_groups(coords: np.ndarray) -> list:
@@ -263,22 +279,25 @@ class Split:
     first_names: tuple  # parameter names the head takes, in order
     rest_names: tuple  # parameter names the rest takes, in order
     out_numel: int  # floats of the traced output: n C
+    cut_numel: int  # floats of the cut's output: n F
 
 
-def split_for(fm, X: torch.Tensor) -> Split | None:
-    """fm's module cut after its first Linear or Conv, traced on X's exact shape (views hold n), or None."""
+def split_for(fm, X: torch.Tensor, depth: int = 1) -> Split | None:
+    """fm's module cut after its first Linear or Conv (depth 1), or after Linear -> ReLU -> Linear (depth 2),
+    traced on X's exact shape (views hold n); None where the rest would see the input or those weights again."""
     if X.ndim != 2 or fm.buffers:
         return None
-    key = ("split", tuple(X.shape), X.dtype, X.device)
+    key = ("split", depth, tuple(X.shape), X.dtype, X.device)
     cached = _structures.setdefault(fm.module, {})
     if key not in cached:
         traced = _traced(fm, X)
-        cached[key] = None if traced is None else _split(traced, [s.name for s in fm.layout])
+        cached[key] = None if traced is None else _split(traced, [s.name for s in fm.layout], depth)
     return cached[key]
 
 
-def _split(traced: fx.GraphModule, names: list) -> Split | None:
-    """Cut the graph at the first layer that consumes the (reshaped) input, if the rest sees the input only there."""
+def _split(traced: fx.GraphModule, names: list, depth: int) -> Split | None:
+    """Cut the graph at the first layer that consumes the (reshaped) input, or at the Linear after its ReLU
+    (depth 2), if the rest sees the input and the cut-off weights only through the cut."""
     graph = traced.graph
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     params, node = dict(zip(placeholders, names)), placeholders[-1]  # the input X is the last placeholder
@@ -291,8 +310,12 @@ def _split(traced: fx.GraphModule, names: list) -> Split | None:
     if _first_layer_weights(node, prev, params) is None or len(output.args[0]) != 1 or any(
             n.op not in ("placeholder", "output", "call_function", "get_attr") for n in graph.nodes):
         return None
+    if depth == 2:
+        node = _second_linear(node, params)
+        if node is None:
+            return None
     head_nodes = _ancestors(node)
-    for other in graph.nodes:  # the rest may use the first layer's output, its own weights and constants only
+    for other in graph.nodes:  # the rest may use the cut's output, its own weights and constants only
         if other not in head_nodes and any(a in head_nodes and a is not node and a.op != "get_attr"
                                            for a in other.all_input_nodes):
             return None
@@ -303,12 +326,22 @@ def _split(traced: fx.GraphModule, names: list) -> Split | None:
                                                                                        or n.op == "get_attr")]
     rest = _subgraph([node] + rest_inputs, rest_body, output.args[0][0])
     return Split(fx.GraphModule(traced, head), fx.GraphModule(traced, rest), tuple(params[p] for p in head_inputs[:-1]),
-                 tuple(params[p] for p in rest_inputs), output.args[0][0].meta["val"].numel())
+                 tuple(params[p] for p in rest_inputs), output.args[0][0].meta["val"].numel(),
+                 node.meta["val"].numel())
 
 
 def split_head(split: Split, parts: list, X: torch.Tensor) -> torch.Tensor:
     """The split's first layer on X along each of parts (dicts of weights): (len(parts), n, ...)."""
     return torch.stack([split.head(*[p[name] for name in split.first_names], X)[0] for p in parts])
+
+
+def _second_linear(first, params):
+    """The Linear that alone reads the ReLU that alone reads first, or None."""
+    relu = list(first.users)
+    if len(relu) != 1 or relu[0].target not in RELUS or len(relu[0].users) != 1:
+        return None
+    second = next(iter(relu[0].users))
+    return second if _linear_of(second, relu[0], params) is not None else None
 
 
 def _first_layer_weights(node, data, params) -> list | None:
@@ -348,6 +381,23 @@ def _subgraph(inputs: list, body: list, result) -> fx.Graph:
     return graph
 
 
+class Rest:
+    """The layers after a cut as a function of (a, b): their weights combined per point, the traced rest vmapped."""
+
+    def __init__(self, split: Split, parts: list, n: int):
+        self.weights = [torch.stack([p[name].reshape(-1) for p in parts]) for name in split.rest_names]  # (3, numel)
+        self.shapes = [parts[0][name].shape for name in split.rest_names]
+        self.rest = vmap(lambda cut, *weights: split.rest(cut, *weights)[0])
+        self.n = n
+        self.chunk = max(1, min(256, SPLIT_ELEMENTS // split.cut_numel))  # points per vmap batch
+
+    def __call__(self, ab: torch.Tensor, cut: torch.Tensor) -> torch.Tensor:
+        """Logits (K, n, C) at coordinates ab (K, 2) from the cut's output there (K, ...)."""
+        powers = torch.cat([torch.ones_like(ab[:, :1]), ab], dim=1)  # (K, 3): 1 a b
+        weights = [(powers @ w).view(len(ab), *shape) for w, shape in zip(self.weights, self.shapes)]
+        return self.rest(cut, *weights).reshape(len(ab), self.n, -1)
+
+
 class SplitModel:
     """A split model on one sample batch: the first layer three times, then the rest per point, vmapped."""
 
@@ -355,11 +405,9 @@ class SplitModel:
         parts = [fm.unflatten(t) for t in (plane.center, plane.u, plane.v)]  # centre, u, v
         # First layer along centre, u and v (u's and v's biases included): (3, n, ...)
         self.z = split_head(split, parts, X)
-        self.weights = [torch.stack([p[name].reshape(-1) for p in parts]) for name in split.rest_names]  # (3, numel)
-        self.shapes = [parts[0][name].shape for name in split.rest_names]
-        self.rest = vmap(lambda z, *weights: split.rest(z, *weights)[0])
+        self.rest = Rest(split, parts, X.shape[0])
         self.n, self.out_numel = X.shape[0], split.out_numel
-        self.chunk = chunk or max(1, min(256, SPLIT_ELEMENTS // self.z[0].numel()))
+        self.chunk = chunk or self.rest.chunk
 
     def logits(self, coords: np.ndarray):
         """Yield (indices into coords, logits (K, n, C)), covering every point once.
@@ -378,9 +426,7 @@ class SplitModel:
         flat = self.z.reshape(3, -1)  # (3, n F)
         ab = torch.as_tensor(coords, dtype=flat.dtype, device=flat.device)
         powers = torch.cat([torch.ones_like(ab[:, :1]), ab], dim=1)  # (K, 3): 1 a b
-        z = (powers @ flat).view(len(ab), *self.z.shape[1:])  # (K, n, ...): the first layer at each point
-        weights = [(powers @ w).view(len(ab), *shape) for w, shape in zip(self.weights, self.shapes)]
-        return self.rest(z, *weights).reshape(len(ab), self.n, -1)
+        return self.rest(ab, (powers @ flat).view(len(ab), *self.z.shape[1:]))  # the first layer at each point
 
     def _width(self) -> int:
         """C: logit columns per sample, from the traced output."""

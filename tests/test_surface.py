@@ -191,11 +191,12 @@ def test_structure_is_recognised_by_structure_not_by_name(tiny_data):
     assert {name: k.kind for name, k in kinds.items()} == {"mlp": "relu_linear", "sequential": "relu_linear",
                                                          "user": "relu_linear", "logistic": "affine"}
     others = [Tanh2(d), nn.Sequential(nn.Linear(d, 6), nn.Tanh(), nn.Linear(6, 1)),
-              nn.Sequential(nn.Linear(d, 6), nn.ReLU(), nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 1)),
+              nn.Sequential(nn.Linear(d, 6), nn.ReLU(), nn.Linear(6, 2), nn.ReLU(), nn.Linear(2, 1)),
+              nn.Sequential(nn.Linear(d, 6), nn.ReLU(), nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 1)),
               nn.Sequential(nn.Linear(d, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 1)),
               nn.Sequential(nn.Linear(d, 6), nn.LeakyReLU(), nn.Linear(6, 1))]
-    found = [find_structure(FlatModel(m), X) for m in others]  # no closed form: split after the first layer
-    assert [s.kind if s else None for s in found] == ["split", "split", "split", None, "split"]  # BatchNorm: generic
+    found = [find_structure(FlatModel(m), X) for m in others]  # a narrow second Linear: prefix; else split
+    assert [s.kind if s else None for s in found] == ["split", "split", "prefix", "split", None, "split"]  # BN: generic
 
 
 @pytest.mark.parametrize("spelling", ["sequential", "user"])
@@ -367,8 +368,8 @@ def split_cases(d):
     """name -> (module, loss, image inputs?): every model the split path is tested on."""
     return {"cnn": (build_model("cnn", 64, seed=0, n_classes=10, image_shape=(1, 8, 8), loss="ce"), "ce", True),
             "conv_conv": (seeded(ConvConv()), "ce", True),
-            "mlp3": (seeded(nn.Sequential(nn.Linear(d, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
-                                          nn.Linear(16, 1), nn.Flatten(0))), "bce", False),
+            "mlp3": (seeded(nn.Sequential(nn.Linear(d, 16), nn.ReLU(), nn.Linear(16, 32), nn.ReLU(),
+                                          nn.Linear(32, 1), nn.Flatten(0))), "bce", False),
             "skip": (seeded(Skip(d)), "bce", False)}
 
 
@@ -420,7 +421,7 @@ def test_models_the_split_cannot_cut_take_the_generic_path_and_equal_the_loop(ti
     X, y, d = tiny_data.X, tiny_data.y, tiny_data.n_features
     fm = FlatModel(seeded(InputTwice(d)))
     assert find_structure(fm, X) is None and split_for(fm, X) is None
-    assert find_structure(FlatModel(TiedTwice(d)), X) is None
+    assert find_structure(FlatModel(TiedTwice(d)), X) is None  # 4 columns: too wide for a prefix
     plane = random_plane(fm.theta0, fm.layout, seed=0)
     coords = np.random.default_rng(6).uniform(-1, 1, size=(8, 2))
     loss, acc = evaluate_points(fm, X, y, plane, coords)
@@ -430,7 +431,7 @@ def test_models_the_split_cannot_cut_take_the_generic_path_and_equal_the_loop(ti
 
 
 class TiedTwice(nn.Module):
-    """The first layer's weight used again after it: not linear in (a, b) beyond the first layer."""
+    """The first layer's weight used again after it: no split there (the rest would need that weight)."""
 
     def __init__(self, d):
         super().__init__()
@@ -438,3 +439,84 @@ class TiedTwice(nn.Module):
 
     def forward(self, x):
         return self.head(F.linear(torch.relu(self.first(x)), self.first.weight)).squeeze(-1)
+
+
+class TanhTail(nn.Module):
+    """Linear -> ReLU -> Linear, then a tail the closed form does not cover: tanh and a third Linear."""
+
+    def __init__(self, d, h, width, classes, bias=True):
+        super().__init__()
+        self.first, self.second = nn.Linear(d, h, bias=bias), nn.Linear(h, width, bias=bias)
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x):
+        out = self.head(torch.tanh(self.second(torch.relu(self.first(x)))))
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+
+def prefix_cases(d):
+    """name -> (module, loss): models that begin Linear -> ReLU -> narrow Linear and go on."""
+    return {"mlp3": (seeded(nn.Sequential(nn.Linear(d, 12), nn.ReLU(), nn.Linear(12, 2), nn.ReLU(), nn.Linear(2, 1),
+                                          nn.Flatten(0))), "bce"),
+            "tanh_tail_ce": (seeded(TanhTail(d, 12, 2, 3)), "ce"),
+            "bias_free": (seeded(TanhTail(d, 12, 1, 1, bias=False)), "mse")}
+
+
+@pytest.mark.parametrize("name", ["mlp3", "tanh_tail_ce", "bias_free"])
+def test_prefix_models_equal_the_loop_in_float64(name):
+    """The second Linear's output from the tiles, the rest per point: the loop's numbers where many ReLUs switch."""
+    module, loss = prefix_cases(10)[name]
+    g = torch.Generator().manual_seed(7)
+    X = torch.randn(50, 10, generator=g, dtype=torch.float64)
+    y = {"bce": (X[:, 0] > 0).double(), "ce": torch.randint(0, 3, (50,), generator=g), "mse": X[:, 1]}[loss]
+    fm = FlatModel(module.double(), loss=loss)
+    assert find_structure(fm, X).kind == "prefix" and split_for(fm, X, depth=2) is not None
+    plane = random_plane(fm.theta0, fm.layout, seed=2)
+    coords = np.random.default_rng(4).uniform(-3, 3, size=(300, 2))
+    model = PlaneModel(fm, find_structure(fm, X), X, plane)
+    tiles = build_tiles(model, np.array([[-3.0, -3.0]]), np.array([[3.0, 3.0]]))
+    assert len(tiles[0].rows) > 0.3 * model.z[0].numel()  # most ReLUs switch somewhere on this plane
+    loss_values, metric = evaluate_points(fm, X, y, plane, coords)
+    sample = np.arange(0, 300, 7)
+    expected_loss, expected_metric = loop_oracle(fm, X, y, plane, coords[sample])
+    assert np.allclose(loss_values[sample], expected_loss, rtol=1e-10, atol=0)
+    assert np.allclose(metric[sample], expected_metric, rtol=1e-10, atol=1e-12)
+
+
+def test_prefix_path_in_float32_and_eval_batches_equals_the_loop(tiny_data):
+    X = tiny_data.X
+    y = (X[:, 0] > 0).long() + (X[:, 1] > 0).long()  # three classes
+    module, _ = prefix_cases(tiny_data.n_features)["tanh_tail_ce"]
+    whole, batched = FlatModel(module, loss="ce"), FlatModel(module, loss="ce", eval_batch_size=9)
+    plane = random_plane(whole.theta0, whole.layout, seed=5)
+    coords = np.stack([g.ravel() for g in np.meshgrid(np.linspace(-2, 2, 9), np.linspace(-1, 2, 6))], axis=1)
+    loss, acc = evaluate_points(whole, X, y, plane, coords)
+    expected_loss, expected_acc = loop_oracle(whole, X, y, plane, coords)
+    assert np.allclose(loss, expected_loss, rtol=1e-5, atol=0)
+    assert np.array_equal(acc, expected_acc)
+    many = evaluate_points(batched, X, y, plane, coords)
+    assert np.allclose(many[0], loss, rtol=1e-6, atol=0) and np.array_equal(many[1], acc)
+
+
+def test_a_prefix_whose_rest_reuses_a_cut_off_weight_is_split_instead(tiny_data):
+    """The rest reads the first layer's weight again: not a function of the cut alone, so no prefix."""
+    X, d = tiny_data.X, tiny_data.n_features
+    fm = FlatModel(seeded(TiedTail(d)))
+    assert find_structure(fm, X).kind == "split" and split_for(fm, X, depth=2) is None
+    plane = random_plane(fm.theta0, fm.layout, seed=0)
+    coords = np.random.default_rng(6).uniform(-1, 1, size=(8, 2))
+    loss, acc = evaluate_points(fm, X, tiny_data.y, plane, coords)
+    expected_loss, expected_acc = loop_oracle(fm, X, tiny_data.y, plane, coords)
+    assert np.allclose(loss, expected_loss, rtol=1e-5, atol=0)
+    assert np.array_equal(acc, expected_acc)
+
+
+class TiedTail(nn.Module):
+    """Linear -> ReLU -> Linear, then the second layer's weight again."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.first, self.second = nn.Linear(d, 4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        return (torch.relu(self.second(torch.relu(self.first(x)))) @ self.second.weight).sum(dim=1)
