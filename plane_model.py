@@ -40,10 +40,11 @@ PREFIX_COLUMNS = 2
 BUILD_ELEMENTS = 2 ** 20
 # Most floats in one tile's per-point block, (n C, K) logits or (m C, K) shares: 4 MB, in cache.
 TILE_ELEMENTS = 2 ** 20
-# Floats of the first layer's output per vmap batch of the split path, K n F: 2 MB. Measured (one
-# thread, evaluate_points): the digits CNN (n F = 230k) 1.5x slower at K = 1 than at K = 2..16,
-# the 10-128-128-1 MLP at n = 1000 (n F = 128k) best at K = 2..4, 2x slower at K = 8.
-SPLIT_ELEMENTS = 2 ** 19
+# Floats of the cut's output per vmap batch of the split path, K n F: 1 MB, half the 2 MB L2 cache,
+# but at least 2 points. Measured (one thread, evaluate_points): the digits CNN (n F = 230k) 1.5x
+# slower at K = 1 than at K = 2..16; the 10-128-128-1 MLP at n = 1000 (n F = 128k) 1.1x faster at
+# K = 2 than at K = 4, 2x slower at K = 8.
+SPLIT_ELEMENTS = 2 ** 18
 # Most logit floats in one block the split path hands to the loss sums: 1 MB.
 LOGIT_ELEMENTS = 2 ** 18
 _structures: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -389,7 +390,7 @@ class Rest:
         self.shapes = [parts[0][name].shape for name in split.rest_names]
         self.rest = vmap(lambda cut, *weights: split.rest(cut, *weights)[0])
         self.n = n
-        self.chunk = max(1, min(256, SPLIT_ELEMENTS // split.cut_numel))  # points per vmap batch
+        self.chunk = max(2, min(256, SPLIT_ELEMENTS // split.cut_numel))  # points per vmap batch
 
     def __call__(self, ab: torch.Tensor, cut: torch.Tensor) -> torch.Tensor:
         """Logits (K, n, C) at coordinates ab (K, 2) from the cut's output there (K, ...)."""
