@@ -222,20 +222,23 @@ def build_tiles(model: PlaneModel, lows: np.ndarray, highs: np.ndarray) -> list:
                              P[1, :, :, 1], P[2, :, :, 2], P[2, :, :, 1] + P[1, :, :, 2]])  # (6, C, T, n): 1 a b a² b² ab
     quadratic[:3] += model.bias[:, :, None, None]  # the output bias is affine in (a, b) too
     quadratic = quadratic.permute(2, 3, 1, 0).reshape(T, n * C, 6)  # (T, n C, 6)
-    tile_of, rows, units = _nonzero(middle.abs().view(T, n, h) <= bound.view(T, n, h))  # (M,) each, by tile
+    switching = _flat_nonzero(middle.abs() <= bound)  # (M,): tile * n h + sample * h + unit, by tile
+    tile_of = switching // (n * h)
+    pairs = switching - tile_of * (n * h)  # sample * h + unit
+    rows = pairs // h
+    units = pairs - rows * h
     counts = torch.bincount(tile_of, minlength=T).tolist()
-    switching_z = model.z.view(3, -1).index_select(1, rows * h + units).T  # (M, 3): along centre, u, v
+    switching_z = model.z.view(3, -1).index_select(1, pairs).T  # (M, 3): along centre, u, v
     switching_w = w.index_select(1, units).permute(1, 2, 0).reshape(-1, C * 3)  # (M, C 3): outgoing weights, same
-    # One (M (1 + C), 3) table per tile: its pairs' pre-activations, then their outgoing weights
-    return [Tile(q, r, u, torch.cat([sz, sw.reshape(-1, 3)]), C) for q, r, u, sz, sw in
+    return [Tile(q, r, u, sz, sw.reshape(-1, 3), C) for q, r, u, sz, sw in
             zip(quadratic, rows.split(counts), units.split(counts), switching_z.split(counts), switching_w.split(counts))]
 
 
-def _nonzero(mask: torch.Tensor) -> tuple:
-    """Indices of mask's True entries, one tensor per axis, in order; numpy's on the CPU, several times faster."""
+def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """Positions of mask's True entries, flattened, in order; numpy's on the CPU, about 5x faster there."""
     if mask.device.type == "cpu":
-        return tuple(torch.from_numpy(i) for i in np.nonzero(mask.numpy()))
-    return mask.nonzero().unbind(1)
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return mask.view(-1).nonzero().squeeze(1)
 
 
 class Tile:
@@ -247,11 +250,12 @@ class Tile:
     Exact up to rounding.
     """
 
-    def __init__(self, quadratic: torch.Tensor, rows: torch.Tensor, units: torch.Tensor, switching: torch.Tensor,
-                 C: int):
+    def __init__(self, quadratic: torch.Tensor, rows: torch.Tensor, units: torch.Tensor, switching_z: torch.Tensor,
+                 switching_w: torch.Tensor, C: int):
         self.quadratic = quadratic  # (n C, 6): coefficients of 1 a b a² b² ab per sample and output
         self.rows, self.units = rows, units  # (m,) each: the (sample, unit) pairs that may switch
-        self.switching = switching  # (m + m C, 3): their pre-activations, then outgoing weights, along centre, u, v
+        self.switching_z = switching_z  # (m, 3): their pre-activations along centre, u, v
+        self.switching_w = switching_w  # (m C, 3): their outgoing weights along centre, u, v
         self.n, self.C = quadratic.shape[0] // C, C
         self.chunk = max(1, TILE_ELEMENTS // (max(len(rows), self.n) * C))
 
@@ -266,8 +270,9 @@ class Tile:
         logits = torch.addmm(self.quadratic[:, :1], self.quadratic[:, 1:], powers)  # (n C, K)
         if len(self.rows):
             m, K = len(self.rows), ab.shape[0]
-            linear = torch.addmm(self.switching[:, :1], self.switching[:, 1:], powers[:2])  # (m + m C, K)
-            share = linear[m:].view(m, self.C, K).mul_(linear[:m].relu_()[:, None])  # weights times the ReLU
+            relu = torch.addmm(self.switching_z[:, :1], self.switching_z[:, 1:], powers[:2]).relu_()  # (m, K)
+            share = torch.addmm(self.switching_w[:, :1], self.switching_w[:, 1:], powers[:2])  # (m C, K)
+            share = share.view(m, self.C, K).mul_(relu[:, None])  # outgoing weights times the ReLU
             logits.view(self.n, self.C, K).index_add_(0, self.rows, share)  # whole (C, K) blocks per pair
         return logits.view(self.n, self.C, -1).permute(2, 0, 1)  # (K, n, C): samples, then classes
 
