@@ -27,11 +27,13 @@ FLOAT32_TOL = 1e-5  # from this tolerance up, the closed form multiplies in floa
 EIGENVECTOR_TOL = 1e-8  # top_eigenpairs: residuals of the top vectors below sqrt(this) ‖H‖
 LANCZOS_MIN_STEPS = 12  # a single-vector Krylov space this small can still miss the true end (misconvergence)
 LANCZOS_MAX_STEPS = 600
-MIN_ROUNDS = 3  # block rounds before the bounds are trusted: a warm start converged at once can miss an
-# eigenvalue that its vectors do not contain (seen: λmin off by 8x the tolerance with 1 round)
+UNIT_MIN_ROUNDS = 1  # rounds when the start holds _unit_directions (the STILL test adds one more)
+MIN_ROUNDS = 5  # rounds of the random probe before the bounds are trusted: with 3, warm starts missed λmin by 1.2 tol
+STILL = 0.25  # an end is converged only once its Ritz value moved less than STILL * tol ‖H‖ in a round
 MAX_BASIS = 600  # block_ends stops growing its basis here
 WARM_LOW = 4  # lowest Ritz vectors carried to the next checkpoint: eigenvalues cross at the low end
 WARM_HIGH = 1  # highest ones carried
+UNIT_STARTS = 8  # closed-form MLP: directions of the most negative cross terms added to every start block
 START_RANDOM = 1  # seeded random vectors added to a warm start, so no direction is missing from it
 POWER_TOL = 1e-7  # power iteration stops when the Rayleigh quotient moves less than this, relative
 SOLVER_THREADS = 1  # torch threads while solving (see _solver_threads); None keeps torch's own setting
@@ -176,13 +178,14 @@ def _relu_mlp_parts(mlp: ReluMLP, kind: str, X, y, dtype=torch.float64):
     return Xt, mask * w2[..., None, :], torch.relu(z), second / n, C
 
 
-def _relu_mlp_operator(mlp: ReluMLP, kind: str, X, y, dtype=torch.float64):
+def _relu_mlp_operator(mlp: ReluMLP, kind: str, X, y, dtype=torch.float64, parts=None):
     """v (D,) or a block (k, D) -> H v in float64 without forming H. Exact to rounding.
 
     On the CPU the products run in numpy on the same memory: its per-call overhead is a third of
     torch's, which made a product 3x faster at D=385 and 2.5x at D=1025 (measured side by side).
+    parts: _relu_mlp_parts already computed in dtype.
     """
-    parts = _relu_mlp_parts(mlp, kind, X, y, dtype)
+    parts = _relu_mlp_parts(mlp, kind, X, y, dtype) if parts is None else parts
     if parts[0].device.type != "cpu":
         return _relu_mlp_product(parts, torch.cat)
     product = _relu_mlp_product(tuple(p.numpy() for p in parts), np.concatenate)
@@ -211,6 +214,25 @@ def _relu_mlp_product(parts, cat):
         out = cat([O[..., :d].reshape(k, h * d), O[..., d], (act.T @ g).T + (C * V).sum(-1), g.sum(0)[:, None]], -1)
         return out.reshape(v.shape)
     return matvec
+
+
+def _unit_directions(C: torch.Tensor, count: int) -> np.ndarray:
+    """(count, D) unit vectors along which the cross term C (h, d+1) of the `count` units with the
+    largest ‖C_k‖ is most negative: unit k's incoming weights along C_k paired with -w2_k.
+
+    Those terms are the only indefinite part of H (the rest is J^T diag(l'') J, PSD), so the lowest
+    eigenvector lies mostly in their span (98.8-99.9 % at the MLP's checkpoints): a start block
+    holding them cannot miss the negative end the way random and warm vectors can.
+    """
+    C = C.double().cpu().numpy()
+    h, d = C.shape[0], C.shape[1] - 1
+    norms = np.linalg.norm(C, axis=1)
+    units = np.argsort(norms)[::-1][:count]
+    V = np.zeros((len(units), h * (d + 2) + 1))
+    for row, k in enumerate(units):
+        c = C[k] / max(norms[k], 1e-300)
+        V[row, k * d:(k + 1) * d], V[row, h * d + k], V[row, h * d + h + k] = c[:d], c[d], -1.0
+    return V / np.sqrt(2)
 
 
 def _relu_mlp_matrix(mlp: ReluMLP, kind: str, X, y) -> torch.Tensor:
@@ -367,27 +389,39 @@ def _new_directions(W: np.ndarray, Q: np.ndarray) -> np.ndarray:
 
 
 def block_ends(matvec, start: np.ndarray, tol: float = END_TOL, max_dim: int = MAX_BASIS,
-               low: int = WARM_LOW, high: int = WARM_HIGH) -> tuple:
+               low: int = WARM_LOW, high: int = WARM_HIGH, min_rounds: int = MIN_ROUNDS) -> tuple:
     """(lambda_min, lambda_max, products, Ritz vectors (low + high, D)) by block Krylov Rayleigh-Ritz.
 
-    Block Lanczos with full reorthogonalisation, written as Rayleigh-Ritz on a growing basis Q:
-    each round multiplies, in ONE batched call, the residuals of the `low` lowest and `high`
-    highest Ritz vectors of every end not yet converged. Ritz residuals come from the products
-    themselves (H q - θ q), not from a recurrence. The start block (k, D) is a previous point's
-    Ritz vectors (a warm start) plus seeded random ones. matvec maps numpy (k, D) to (k, D);
-    products are counted per vector. In numpy float64: a third of torch's per-call overhead.
+    Rayleigh-Ritz on a growing basis Q: each round multiplies, in ONE batched call, the residuals
+    of the `low` lowest and `high` highest Ritz vectors of every end not yet converged, and the next
+    vector of a plain Lanczos chain from start's first row (a seeded random "probe"). The probe
+    is what finds an eigenvalue that no warm vector contains: Ritz residuals alone never leave the
+    span of the warm vectors when those are exact eigenvectors (seen: λmin -0.0097 for -0.02).
+    An end stops when its error bound is below tol ‖H‖ AND its Ritz value moved less than a
+    quarter of that over the last round, after at least min_rounds rounds. matvec maps numpy
+    (k, D) to (k, D); products are counted per vector. In numpy float64.
     """
-    Q = _new_directions(start, start[:0])
+    probe = start[:1] / np.linalg.norm(start[0])
+    Q = np.concatenate([probe, _new_directions(start[1:], probe)])
     HQ = matvec(Q)
     T = Q @ HQ.T  # (m, m) H on span Q, grown by a border each round
     if not np.isfinite(T).all():
         raise NonFiniteHessian
+    p, previous = 0, None  # p: the probe's row in Q
     for round_ in itertools.count():
         theta, X, R = _rayleigh_ritz(Q, HQ, (T + T.T) / 2, low, high)
-        pending = _unconverged_ends(theta, np.linalg.norm(R, axis=1), low, tol) | (round_ < MIN_ROUNDS)
-        new = _new_directions(R[pending], Q) if pending.any() and len(Q) < max_dim else Q[:0]
-        if len(new) == 0:
+        scale = max(abs(theta[0]), abs(theta[-1]), 1e-300)  # ‖H‖ from its ends
+        ends = np.array([theta[0], theta[-1]])
+        moved = np.abs(ends - previous) > STILL * tol * scale if previous is not None else np.ones(2, bool)
+        pending = _unconverged_ends(theta, np.linalg.norm(R, axis=1), low, tol, moved) | (round_ < min_rounds)
+        previous = ends
+        if not pending.any() or len(Q) >= max_dim:
             return float(theta[0]), float(theta[-1]), len(Q), X
+        chain = _new_directions(HQ[p:p + 1], Q)  # the probe's next Lanczos vector
+        new = np.concatenate([chain, _new_directions(R[pending], np.concatenate([Q, chain]))])
+        if len(new) == 0:  # span Q is invariant: its Ritz values are eigenvalues
+            return float(theta[0]), float(theta[-1]), len(Q), X
+        p = len(Q) if len(chain) else p
         Hnew = matvec(new)
         cross = Q @ Hnew.T  # (m, j)
         T = np.block([[T, cross], [cross.T, new @ Hnew.T]])
@@ -406,13 +440,13 @@ def _rayleigh_ritz(Q, HQ, T, low, high) -> tuple:
     return theta, X, S.T @ HQ - theta[columns, None] * X
 
 
-def _unconverged_ends(theta, residuals, low, tol) -> np.ndarray:
+def _unconverged_ends(theta, residuals, low, tol, moved) -> np.ndarray:
     """Mask over the wanted Ritz vectors (low ones first): those of an end whose value may be off by
-    more than tol ‖H‖ (see _end_error)."""
+    more than tol ‖H‖ (see _end_error), or that moved last round (moved: (2,) low end, high end)."""
     w, n_low = len(residuals), min(low, len(theta))
     scale = max(abs(theta[0]), abs(theta[-1]), 1e-300)  # ‖H‖ from its ends
-    low_bad = _end_error(theta, residuals[:n_low]) > tol * scale
-    high_bad = _end_error(-theta[::-1], residuals[n_low:][::-1] if w > n_low else residuals[-1:]) > tol * scale
+    low_bad = _end_error(theta, residuals[:n_low]) > tol * scale or moved[0]
+    high_bad = _end_error(-theta[::-1], residuals[n_low:][::-1] if w > n_low else residuals[-1:]) > tol * scale or moved[1]
     pending = np.zeros(w, dtype=bool)
     pending[:n_low], pending[n_low:] = low_bad, high_bad
     pending[-1] |= high_bad  # the top vector, even when every column counts as low
@@ -443,7 +477,7 @@ def lanczos_extremes(matvec, dim: int, dtype=torch.float32, device="cpu", tol: f
 
 
 def lanczos_ends(matvec, dim: int, dtype=torch.float32, device="cpu", tol: float = END_TOL,
-                 seed: int = 0, warm: torch.Tensor | None = None) -> tuple:
+                 seed: int = 0, warm: torch.Tensor | None = None, extra: np.ndarray | None = None) -> tuple:
     """(lambda_min, lambda_max, products used, Ritz vectors for a warm start (k, D)) by block_ends.
 
     matvec takes a batch (k, D) in `dtype`. Cold, the start block is WARM_LOW + WARM_HIGH +
@@ -453,11 +487,14 @@ def lanczos_ends(matvec, dim: int, dtype=torch.float32, device="cpu", tol: float
     k = START_RANDOM + (0 if warm is not None else WARM_LOW + WARM_HIGH)
     start = start_block(k, dim, torch.float64, "cpu", seed).numpy()
     if warm is not None:
-        start = np.concatenate([warm.cpu().double().numpy(), start])
+        start = np.concatenate([start, warm.cpu().double().numpy()])  # the probe first
+    if extra is not None:  # (j, D) directions known to matter (_unit_directions)
+        start = np.concatenate([start, extra])
 
     def products(V):  # numpy (k, D) float64 -> numpy (k, D) float64, through matvec's device and dtype
         return matvec(torch.from_numpy(V).to(device=device, dtype=dtype)).cpu().double().numpy()
-    lo, hi, count, vectors = block_ends(products, start, tol)
+    lo, hi, count, vectors = block_ends(products, start, tol,
+                                        min_rounds=MIN_ROUNDS if extra is None else UNIT_MIN_ROUNDS)
     return lo, hi, count, torch.from_numpy(vectors)
 
 
@@ -539,13 +576,18 @@ def _solve(fm, X, y, theta, method, tol, seed, warm) -> EigenResult:
         eig = _symmetric_eigenvalues(hessian_matrix(fm, X, y, theta))
         return EigenResult(float(eig[0]), float(eig[-1]), method, 0 if has_closed_form(fm, X, theta) else fm.dim)
     fast = (tol or END_TOL) >= FLOAT32_TOL  # float32 rounding is far below the tolerance: 2x faster products
-    matvec, dtype = operator(fm, X, y, theta, torch.float32 if fast else torch.float64)
+    dtype, weights, extra = torch.float32 if fast else torch.float64, relu_mlp_weights(fm, X, theta), None
+    if weights is not None and method == "lanczos":
+        parts = _relu_mlp_parts(weights, fm.loss_kind, X, y, dtype)
+        matvec, extra = _relu_mlp_operator(weights, fm.loss_kind, X, y, dtype, parts), _unit_directions(parts[4], UNIT_STARTS)
+    else:
+        matvec, dtype = operator(fm, X, y, theta, dtype)
     options = {"tol": tol} if tol is not None else {}
     if method == "power":
         ends = power_extremes(_finite(matvec), fm.dim, dtype, theta.device, seed=seed, **options)
         return EigenResult(ends[0], ends[1], method, ends[2])
     lo, hi, count, vectors = lanczos_ends(matvec, fm.dim, dtype, theta.device, seed=seed, warm=warm,
-                                          **options)
+                                          extra=extra, **options)
     return EigenResult(lo, hi, method, count, vectors)
 
 

@@ -342,8 +342,6 @@ def test_block_ends_find_a_dominant_negative_end_of_a_saddle():
     assert lo == pytest.approx(-1.0, abs=1e-6) and count < len(values)
 
 
-@pytest.mark.xfail(strict=True, reason="known defect of block_ends' cluster stopping rule: misses λmin by 1.2 END_TOL ‖H‖ "
-                   "at one step (the bounds trust Ritz gaps that a rotated-in eigenvector breaks)")
 def test_warm_started_sequence_whose_low_eigenvectors_rotate():
     """Each step turns the lowest eigenvectors by 0.6 rad into the bulk and moves the cluster: warm starts stay within tol."""
     values = mlp_like_spectrum()
@@ -363,8 +361,6 @@ def test_warm_started_sequence_whose_low_eigenvectors_rotate():
     assert warm.shape == (hessian.WARM_LOW + hessian.WARM_HIGH, len(values))
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: 3 block rounds cannot grow the random start vector's 1/sqrt(D) "
-                   "component on an eigenvalue 10 END_TOL below the cluster; block_ends stops at -0.0097, not -0.02")
 def test_warm_vectors_that_miss_the_lowest_eigenvector():
     """Warm vectors spanning the 2nd..5th lowest eigenvectors and the top one, none of the lowest: still found."""
     values = mlp_like_spectrum()
