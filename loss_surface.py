@@ -66,11 +66,12 @@ def evaluate_points(fm, X, y, plane: Plane, coords, chunk: int | None = None):
     """Loss and accuracy (numpy (N,) each) at plane coordinates (N, 2): the surface function there.
 
     A model whose first layer is Linear, alone or as Linear -> ReLU -> Linear (however spelled),
-    takes a closed-form path (plane_model); one whose input reaches the rest only through its first
-    Linear or Conv computes that layer three times and the rest per point (plane_model.SplitModel);
-    any other is evaluated in batches of full weight vectors, chunk grid points at a time
-    (default: from the cache size). Both sum
-    models.summed_loss_and_metric over fm.sample_batches, so eval_batch_size gives the same numbers.
+    takes a closed-form path (plane_model), as does the start of one that begins Linear -> ReLU ->
+    Linear with one or two columns (the rest then runs per point); one whose input reaches the rest
+    only through its first Linear or Conv computes that layer three times and the rest per point
+    (plane_model.SplitModel); any other is evaluated in batches of full weight vectors, chunk grid
+    points at a time (default: from the cache size). All sum models.summed_loss_and_metric over
+    fm.sample_batches, so eval_batch_size gives the same numbers.
     """
     if plane.center.shape[0] != fm.dim:
         raise ValueError(f"the plane has {plane.center.shape[0]} weights, the model {fm.dim}")

@@ -1,6 +1,7 @@
 """Loss surfaces against the per-point loop they replace, for every path, measured side by side in one run.
 
-Rows: mlp (the project's MLP and its spellings), deep (a 10-128-128-1 MLP), cnn (digits); all by default.
+Rows: mlp (the project's MLP and its spellings), deep (a 10-128-128-1 MLP), prefix (a narrow second
+Linear and a tail), cnn (digits); all by default, or name them: `bench_surface.py mlp deep`.
 """
 import os
 import statistics
@@ -19,7 +20,7 @@ from torch.nn.utils import vector_to_parameters  # noqa: E402
 from common import default_mlp_run  # noqa: E402
 from config import Config  # noqa: E402
 from main import load_data  # noqa: E402
-from plane_model import SplitModel, split_for  # noqa: E402
+from plane_model import SplitModel, find_structure, split_for  # noqa: E402
 from loss_surface import _generic_logits, evaluate_points, evaluate_surface, grid_for  # noqa: E402
 from models import FlatModel, build_model, loss_from_logits  # noqa: E402
 from projection import pca_plane, project, random_plane  # noqa: E402
@@ -131,8 +132,21 @@ def deep_mlp_row():
         print(f"  {name}: {rate:.1f} GFLOP/s against {mm_rate:.1f} GFLOP/s of a matmul ({100 * rate / mm_rate:.0f}%)")
 
 
+def prefix_row():
+    """Row 6: a model that begins Linear -> ReLU -> Linear(128, 2) and goes on (tanh, a third Linear): the
+    tiles' closed form for the narrow second Linear, the rest per point ("prefix"), against the split path."""
+    _, data, _ = default_mlp_run()
+    X, y = data.X, data.y
+    torch.manual_seed(0)
+    tail = nn.Sequential(nn.Linear(10, 128), nn.ReLU(), nn.Linear(128, 2), nn.Tanh(), nn.Linear(2, 1), nn.Flatten(0))
+    fm = FlatModel(tail)
+    plane = random_plane(fm.theta0, fm.layout, seed=0)
+    compare(f"10-128-2-tanh-1 MLP ({find_structure(fm, X).kind}), random plane", fm, X, y, plane, WIDE, WIDE,
+            {"split": lambda: split_only(fm, X, plane, WIDE_GRID)})
+
+
 def cnn_row():
-    """Row 6: the CNN on digits (1797 8x8 images, 10 classes, D=1370), trained as main.py does, its PCA plane."""
+    """Row 7: the CNN on digits (1797 8x8 images, 10 classes, D=1370), trained as main.py does, its PCA plane."""
     digits = load_data(Config(dataset="digits", model="cnn"), "cpu")
     fm = FlatModel(build_model("cnn", digits.n_features, seed=0, n_classes=digits.n_classes,
                                image_shape=digits.image_shape, loss="ce"), loss="ce")
@@ -145,7 +159,7 @@ def cnn_row():
              "generic": lambda: generic_only(fm, digits.X, digits.y, plane, grid)}, repeats=3)
 
 
-ROWS = {"mlp": own_mlp_rows, "deep": deep_mlp_row, "cnn": cnn_row}
+ROWS = {"mlp": own_mlp_rows, "deep": deep_mlp_row, "prefix": prefix_row, "cnn": cnn_row}
 WIDE = np.linspace(-1.0, 1.0, 51)
 WIDE_GRID = np.stack([g.ravel() for g in np.meshgrid(WIDE, WIDE)], 1)
 
