@@ -371,3 +371,21 @@ def test_warm_vectors_that_miss_the_lowest_eigenvector():
     lo, hi, _, _ = hessian.lanczos_ends(lambda V: V @ H, len(values), torch.float64, warm=warm)
     assert_ends_within_tol(lo, hi, torch.linalg.eigvalsh(H).numpy())
     assert lo == pytest.approx(-0.02, abs=hessian.END_TOL)
+
+
+def test_unit_directions_bound_the_negative_end_of_the_closed_form(trained_mlp, tiny_data):
+    """H = PSD Gauss-Newton + cross terms of norm ‖C_k‖: λmin >= -max ‖C_k‖, and each unit direction's
+    Rayleigh quotient lies in [-‖C_k‖, λmax]; the directions are orthonormal. Against the float64 oracle."""
+    fm, run = trained_mlp
+    X, y = tiny_data.X, tiny_data.y
+    theta = run.params[len(run.params) // 2]
+    mlp = hessian.relu_mlp_weights(fm, X, theta)
+    C = hessian._relu_mlp_parts(mlp, fm.loss_kind, X, y)[4]
+    V = hessian._unit_directions(C, 4)  # (4, D)
+    values, _ = reference_eigh(fm, X, y, theta)
+    H = hessian.hessian_matrix(as_float64(fm), X.double(), y.double(), theta.double()).numpy()
+    norms = np.sort(C.norm(dim=1).numpy())[::-1][:4]
+    np.testing.assert_allclose(V @ V.T, np.eye(4), atol=1e-12)
+    assert values[0].item() >= -norms[0] - 1e-9
+    quotients = np.einsum("kd,de,ke->k", V, H, V)
+    assert (quotients >= -norms - 1e-9).all() and (quotients >= values[0].item() - 1e-9).all()
