@@ -279,9 +279,9 @@ class Tile:
 
 @dataclass(frozen=True)
 class Split:
-    """A traced module cut after its first layer: out = rest(head(first weights, X), rest weights)."""
-    head: fx.GraphModule  # (*first-layer weights, X) -> first layer's output (n, ...)
-    rest: fx.GraphModule  # (first layer's output, *rest weights) -> [out]
+    """A traced module cut after its first layer (or its second Linear): out = rest(head(head weights, X), rest weights)."""
+    head: fx.GraphModule  # (*head weights, X) -> the cut's output (n, ...)
+    rest: fx.GraphModule  # (the cut's output, *rest weights) -> [out]
     first_names: tuple  # parameter names the head takes, in order
     rest_names: tuple  # parameter names the rest takes, in order
     out_numel: int  # floats of the traced output: n C
