@@ -7,8 +7,9 @@ import numpy as np
 import torch
 from torch.func import vmap
 
+from model_graph import find_structure, split_for
 from models import finish_metric, summed_loss_and_metric
-from plane_model import PlaneModel, SplitModel, find_structure, split_for
+from plane_model import PlaneModel, SplitModel
 from projection import Plane, check_points
 
 

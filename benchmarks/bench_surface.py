@@ -20,7 +20,8 @@ from torch.nn.utils import vector_to_parameters  # noqa: E402
 from common import default_mlp_run  # noqa: E402
 from config import Config  # noqa: E402
 from main import load_data  # noqa: E402
-from plane_model import SplitModel, find_structure, split_for  # noqa: E402
+from model_graph import find_structure, split_for  # noqa: E402
+from plane_model import SplitModel  # noqa: E402
 from loss_surface import _generic_logits, evaluate_points, evaluate_surface, grid_for  # noqa: E402
 from models import FlatModel, build_model, loss_from_logits  # noqa: E402
 from projection import pca_plane, project, random_plane  # noqa: E402

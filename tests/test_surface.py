@@ -7,7 +7,8 @@ from torch import nn
 
 from loss_surface import _generic_logits, evaluate_points, evaluate_surface, grid_for, interpolate_line
 from models import FlatModel, build_model
-from plane_model import PlaneModel, build_tiles, find_structure, split_for
+from model_graph import find_structure, split_for
+from plane_model import PlaneModel, build_tiles
 from projection import Plane, pca_plane, random_plane
 
 
