@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 REACHED = 0.9  # λmax within 10% of 2/lr counts as reaching the stability line (it hovers there, Cohen et al.)
-CONVEX_TOL = 1e-3  # |λmin| below this share of λmax is within the eigensolver's error (hessian.END_TOL): convex
+CONVEX_TOL = 1e-3  # |λmin| below this share of λmax is within the eigensolver's error (eigensolver.END_TOL): convex
 MAX_FINDINGS = 6
 SHADOWS_LISTED = 3  # planes named in the shadows finding; the rest are counted
 SHARED_PLANES = ("optimizers", "lr_sensitivity")  # planes several runs share: their shadows are named first

@@ -5,9 +5,9 @@ import numpy as np
 import torch
 from scipy.linalg import eigh_tridiagonal
 
-from hessian import (CLOSED_MATRIX_MAX_DIM, EXACT_MAX_DIM, LANCZOS_MAX_STEPS, LANCZOS_MIN_STEPS, EIGENVECTOR_TOL, NonFiniteHessian,
-                     _solver_threads, check_theta, has_closed_form, hessian_matrix, lanczos_run,
-                     operator, resolve_method, ritz, start_vector)
+from eigensolver import LANCZOS_MAX_STEPS, LANCZOS_MIN_STEPS, NonFiniteHessian, lanczos_run, ritz, start_vector
+from hessian import (CLOSED_MATRIX_MAX_DIM, EIGENVECTOR_TOL, EXACT_MAX_DIM, _solver_threads, check_theta,
+                     has_closed_form, hessian_matrix, operator, resolve_method)
 
 GRID_POINTS = 1000  # default grid of spectral_density
 PROBE_BLOCK = 8  # vectors per batched Hessian product at most: on the digits CNN (1 thread) 30 probes took

@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import config  # noqa: E402
+import eigensolver  # noqa: E402
 import hessian  # noqa: E402
 import main as pipeline  # noqa: E402
 from data import make_dataset  # noqa: E402
@@ -59,7 +60,7 @@ def interleaved(methods: dict, repeats: int = REPEATS) -> dict:
     return {name: (statistics.median(times[name]), results[name]) for name in methods}
 
 
-def lobpcg_ends(fm, X, y, params, tol=hessian.END_TOL) -> tuple:
+def lobpcg_ends(fm, X, y, params, tol=eigensolver.END_TOL) -> tuple:
     """scipy's LOBPCG, warm-started from the previous checkpoint's vectors, on the same float32 operator:
     λmin from a block of 4, λmax from a block of 1, residuals below tol of the λmax estimate."""
     import warnings
@@ -94,7 +95,7 @@ def dense_ends(fm, X, y, params, rows) -> tuple:
 def max_errors(curvature, truth, rows) -> tuple:
     """The largest error of each end over rows, in units of END_TOL ‖H‖."""
     lo, hi, scale = truth
-    unit = hessian.END_TOL * scale
+    unit = eigensolver.END_TOL * scale
     return np.max(np.abs(curvature.lam_min[rows] - lo) / unit), np.max(np.abs(curvature.lam_max[rows] - hi) / unit)
 
 
@@ -124,8 +125,8 @@ def compare_with_pyhessian(hidden: int, repeats: int, truth_every: int, with_lob
     for name, result in (("warm", warm), ("cold", cold)):
         lo, hi = max_errors(result, truth, rows)
         print(f"  {name} vs dense float64 eigvalsh at {len(rows)} checkpoints: max error λmin {lo:.2f}, "
-              f"λmax {hi:.2f} (units of END_TOL ‖H‖ = {hessian.END_TOL:g} ‖H‖)")
-    unit = hessian.END_TOL * truth[2]
+              f"λmax {hi:.2f} (units of END_TOL ‖H‖ = {eigensolver.END_TOL:g} ‖H‖)")
+    unit = eigensolver.END_TOL * truth[2]
     print(f"  PyHessian λmax vs dense: max error {np.max(np.abs(lam_py[rows] - truth[1]) / unit):.2f}")
     if with_lobpcg:  # 30x slower than ours at D=3073 (59 s), so only here
         t_lobpcg, (lobpcg_min, lobpcg_max) = out["lobpcg"]

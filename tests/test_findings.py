@@ -48,8 +48,8 @@ def test_eigen_text_calls_rounding_noise_convex(lam_min, lam_max, expected):
 
 
 def test_convex_means_within_the_eigensolvers_error():
-    import hessian
-    assert findings.CONVEX_TOL >= hessian.END_TOL  # a λmin the solver cannot tell from 0 is never called non-convex
+    import eigensolver
+    assert findings.CONVEX_TOL >= eigensolver.END_TOL  # a λmin the solver cannot tell from 0 is never called non-convex
 
 
 def test_findings_state_the_run_numbers():

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+import eigensolver
 import hessian
 import spectrum
 from models import FlatModel, build_model
@@ -87,7 +88,7 @@ def test_iterative_solvers_find_both_ends_of_a_known_spectrum(diagonal):
     def matvec(v):
         calls.append(v)
         return d * v
-    for solve, rtol in ((hessian.power_extremes, 1e-3), (hessian.lanczos_extremes, 1e-6)):
+    for solve, rtol in ((eigensolver.power_extremes, 1e-3), (eigensolver.lanczos_extremes, 1e-6)):
         calls.clear()
         lam_min, lam_max, count = solve(matvec, len(d))
         assert (lam_min, lam_max) == pytest.approx((min(diagonal), max(diagonal)), rel=rtol)
@@ -195,14 +196,14 @@ def test_curvature_along_a_subset_of_indices_equals_the_full_warm_started_run(ti
     cold = hessian.curvature_along(fm, X, y, run.params, progress=False, warm_start=False)
     part = hessian.curvature_along(fm, X, y, run.params, progress=False, indices=[3, 7, 12])
     assert full.method == "lanczos" and list(part.indices) == [3, 7, 12]
-    scale = hessian.END_TOL * np.abs(full.lam_max).max()  # each end within END_TOL ‖H‖, warm or cold
+    scale = eigensolver.END_TOL * np.abs(full.lam_max).max()  # each end within END_TOL ‖H‖, warm or cold
     assert np.abs(part.lam_min - full.lam_min[[3, 7, 12]]).max() <= scale
     assert np.abs(part.lam_max - full.lam_max[[3, 7, 12]]).max() <= scale
     assert np.abs(cold.lam_min - full.lam_min).max() <= scale and cold.hvps.sum() > full.hvps.sum()
     for k in (0, 6, 12):
         values, _ = reference_eigh(fm, X, y, run.params[k])
         scale = float(values.abs().max())
-        bound, rounding = hessian.END_TOL * scale, 1e-6 * scale  # float32 products round at ~1e-7 ‖H‖
+        bound, rounding = eigensolver.END_TOL * scale, 1e-6 * scale  # float32 products round at ~1e-7 ‖H‖
         assert float(values[0]) - rounding <= full.lam_min[k] <= float(values[0]) + bound  # a Ritz value never passes the end
         assert float(values[-1]) - bound <= full.lam_max[k] <= float(values[-1]) + rounding
     with pytest.raises(ValueError, match="indices must be rows"):
@@ -328,7 +329,7 @@ def mlp_like_spectrum(D=120, seed=0) -> np.ndarray:
 
 
 def assert_ends_within_tol(lo, hi, values):
-    bound = hessian.END_TOL * np.abs(values).max()
+    bound = eigensolver.END_TOL * np.abs(values).max()
     assert values.min() - 1e-9 <= lo <= values.min() + bound and values.max() - bound <= hi <= values.max() + 1e-9
 
 
@@ -337,7 +338,7 @@ def test_block_ends_find_a_dominant_negative_end_of_a_saddle():
     values = mlp_like_spectrum()
     values[:3] = [-1.0, 0.4, 0.2]
     H, _ = symmetric_with_spectrum(values)
-    lo, hi, count = hessian.lanczos_extremes(lambda V: V @ H, len(values), torch.float64)
+    lo, hi, count = eigensolver.lanczos_extremes(lambda V: V @ H, len(values), torch.float64)
     assert_ends_within_tol(lo, hi, torch.linalg.eigvalsh(H).numpy())
     assert lo == pytest.approx(-1.0, abs=1e-6) and count < len(values)
 
@@ -355,10 +356,10 @@ def test_warm_started_sequence_whose_low_eigenvectors_rotate():
         B[:, bulk] = -np.sin(angle) * basis[:, low] + np.cos(angle) * basis[:, bulk]
         shifted = values + 2e-3 * np.sin(step) * (np.arange(len(values)) % 3)  # eigenvalues cross in the cluster
         H = B @ torch.diag(torch.as_tensor(shifted)) @ B.T
-        lo, hi, count, warm = hessian.lanczos_ends(lambda V: V @ H, len(values), torch.float64, warm=warm)
+        lo, hi, count, warm = eigensolver.lanczos_ends(lambda V: V @ H, len(values), torch.float64, warm=warm)
         assert_ends_within_tol(lo, hi, torch.linalg.eigvalsh(H).numpy())
         counts.append(count)
-    assert warm.shape == (hessian.WARM_LOW + hessian.WARM_HIGH, len(values))
+    assert warm.shape == (eigensolver.WARM_LOW + eigensolver.WARM_HIGH, len(values))
 
 
 def test_warm_vectors_that_miss_the_lowest_eigenvector():
@@ -368,9 +369,9 @@ def test_warm_vectors_that_miss_the_lowest_eigenvector():
     H, basis = symmetric_with_spectrum(values)
     order = np.argsort(values)
     warm = basis[:, np.r_[order[1:5], order[-1]]].T  # (5, D), orthogonal to the lowest eigenvector
-    lo, hi, _, _ = hessian.lanczos_ends(lambda V: V @ H, len(values), torch.float64, warm=warm)
+    lo, hi, _, _ = eigensolver.lanczos_ends(lambda V: V @ H, len(values), torch.float64, warm=warm)
     assert_ends_within_tol(lo, hi, torch.linalg.eigvalsh(H).numpy())
-    assert lo == pytest.approx(-0.02, abs=hessian.END_TOL)
+    assert lo == pytest.approx(-0.02, abs=eigensolver.END_TOL)
 
 
 def test_unit_directions_bound_the_negative_end_of_the_closed_form(trained_mlp, tiny_data):

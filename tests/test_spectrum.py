@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import eigensolver
 import hessian
 import spectrum
 from models import FlatModel, build_model
@@ -59,7 +60,7 @@ def test_lockstep_lanczos_equals_per_probe_lanczos_runs_that_close_early():
     runs = spectrum.lanczos_lockstep(lambda V: V * diagonal, V0, 9)
     assert [len(alpha) for alpha, _ in runs] == [2, 4, 6, 6]
     for row, (alpha, beta) in zip(V0, runs):
-        alpha_loop, beta_loop, _ = hessian.lanczos_run(lambda v: v * diagonal, row, 9)
+        alpha_loop, beta_loop, _ = eigensolver.lanczos_run(lambda v: v * diagonal, row, 9)
         assert np.allclose(alpha, alpha_loop, atol=1e-12) and np.allclose(beta[:-1], beta_loop[:-1], atol=1e-12)
 
 
@@ -69,9 +70,9 @@ def test_lockstep_slq_equals_per_probe_lanczos_on_a_model(ce_run, monkeypatch):
     nodes, weights = spectrum.slq_nodes(fm64, X64, y, theta64, n_probes=5, n_steps=20, seed=2)
     matvec = hessian.hvp_function(fm64, X64, y, theta64)
     for p in range(5):
-        v0 = hessian.start_vector(fm.dim, torch.float64, "cpu", seed=2 * 100003 + p)
-        alpha, beta, _ = hessian.lanczos_run(matvec, v0, 20)
-        values, S = hessian.eigh_tridiagonal(alpha, beta[:-1])
+        v0 = eigensolver.start_vector(fm.dim, torch.float64, "cpu", seed=2 * 100003 + p)
+        alpha, beta, _ = eigensolver.lanczos_run(matvec, v0, 20)
+        values, S = eigensolver.eigh_tridiagonal(alpha, beta[:-1])
         assert np.allclose(nodes[p], values, atol=1e-10) and np.allclose(weights[p], S[0] ** 2, atol=1e-10)
     monkeypatch.setattr(spectrum, "SLQ_BASIS_BYTES", 3 * 8 * 20 * fm.dim)  # runs 3 then 2 side by side,
     monkeypatch.setattr(spectrum, "PROBE_BLOCK", 2)  # their products in calls of 2 and 1
