@@ -14,7 +14,7 @@ END_TOL = 1e-3  # each end of the spectrum to within END_TOL * ‖H‖ (a residu
 # findings.CONVEX_TOL calls a λmin within this of 0 convex (tol=1e-4 costs 1.6x the products).
 LANCZOS_MIN_STEPS = 12  # a single-vector Krylov space this small can still miss the true end (misconvergence)
 LANCZOS_MAX_STEPS = 600
-UNIT_MIN_ROUNDS = 1  # rounds when the start holds _unit_directions (the STILL test adds one more)
+UNIT_MIN_ROUNDS = 1  # rounds when the start holds unit_directions (the STILL test adds one more)
 MIN_ROUNDS = 5  # rounds of the random probe before the bounds are trusted: with 3, warm starts missed λmin by 1.2 tol
 STILL = 0.25  # an end is converged only once its Ritz value moved less than STILL * tol ‖H‖ in a round
 MAX_BASIS = 600  # block_ends stops growing its basis here
@@ -45,7 +45,7 @@ def lanczos_run(matvec, v0: torch.Tensor, max_steps: int, done=None, check: int 
     `check` steps whether to stop; the run also stops when the Krylov space is invariant, and
     raises NonFiniteHessian on a non-finite product. The basis is kept in v0's dtype (float64 for
     accurate ends); matvec gets torch vectors in that dtype. On the CPU the loop runs in numpy on
-    the same memory (a third of torch's per-call overhead, as in _relu_mlp_operator).
+    the same memory (a third of torch's per-call overhead, as in relu_mlp_operator).
     """
     cpu = v0.device.type == "cpu"
     V = np.zeros((min(max_steps, v0.numel()), v0.numel())) if cpu else v0.new_zeros(min(max_steps, v0.numel()), v0.numel())
@@ -197,7 +197,7 @@ def lanczos_ends(matvec, dim: int, dtype=torch.float32, device="cpu", tol: float
     start = start_block(k, dim, torch.float64, "cpu", seed).numpy()
     if warm is not None:
         start = np.concatenate([start, warm.cpu().double().numpy()])  # the probe first
-    if extra is not None:  # (j, D) directions known to matter (_unit_directions)
+    if extra is not None:  # (j, D) directions known to matter (unit_directions)
         start = np.concatenate([start, extra])
 
     def products(V):  # numpy (k, D) float64 -> numpy (k, D) float64, through matvec's device and dtype

@@ -8,6 +8,7 @@ from torch import nn
 
 import eigensolver
 import hessian
+import relu_mlp_hessian
 import spectrum
 from models import FlatModel, build_model
 from projection import pca_plane
@@ -305,9 +306,9 @@ def test_closed_form_products_in_torch_and_numpy_for_a_block_of_vectors(trained_
     (h, d), theta = fm.layout[0].shape, run.params[15]
     V = torch.randn(3, fm.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)  # (3, D)
     expected = V @ torch.func.hessian(as_float64(fm).loss)(theta.double(), X.double(), y.double())
-    parts = hessian._relu_mlp_parts(hessian.ReluMLP.from_theta(theta, h, d), fm.loss_kind, X, y)
-    assert torch.allclose(hessian._relu_mlp_product(parts, torch.cat)(V), expected, atol=1e-12)
-    numpy_product = hessian._relu_mlp_product(tuple(p.numpy() for p in parts), np.concatenate)
+    parts = relu_mlp_hessian.relu_mlp_parts(relu_mlp_hessian.ReluMLP.from_theta(theta, h, d), fm.loss_kind, X, y)
+    assert torch.allclose(relu_mlp_hessian.relu_mlp_product(parts, torch.cat)(V), expected, atol=1e-12)
+    numpy_product = relu_mlp_hessian.relu_mlp_product(tuple(p.numpy() for p in parts), np.concatenate)
     assert np.allclose(numpy_product(V.numpy()), expected.numpy(), atol=1e-12)
     single = hessian.operator(fm, X, y, theta)[0]
     assert torch.allclose(single(V[1]), expected[1], atol=1e-12)
@@ -380,9 +381,9 @@ def test_unit_directions_bound_the_negative_end_of_the_closed_form(trained_mlp, 
     fm, run = trained_mlp
     X, y = tiny_data.X, tiny_data.y
     theta = run.params[len(run.params) // 2]
-    mlp = hessian.relu_mlp_weights(fm, X, theta)
-    C = hessian._relu_mlp_parts(mlp, fm.loss_kind, X, y)[4]
-    V = hessian._unit_directions(C, 4)  # (4, D)
+    mlp = relu_mlp_hessian.relu_mlp_weights(fm, X, theta)
+    C = relu_mlp_hessian.relu_mlp_parts(mlp, fm.loss_kind, X, y)[4]
+    V = relu_mlp_hessian.unit_directions(C, 4)  # (4, D)
     values, _ = reference_eigh(fm, X, y, theta)
     H = hessian.hessian_matrix(as_float64(fm), X.double(), y.double(), theta.double()).numpy()
     norms = np.sort(C.norm(dim=1).numpy())[::-1][:4]
