@@ -167,7 +167,8 @@ def extreme_eigenvalues(fm, X, y, theta: torch.Tensor, method: str = "auto", **k
     """(lambda_min, lambda_max) of the Hessian of the loss at theta, as floats (NaN if not finite).
 
     "exact": full Hessian and a symmetric eigen-solver (what "auto" picks for small D);
-    "lanczos": Lanczos on Hessian-vector products (float64 closed form for a ReLU MLP), both ends;
+    "lanczos": block Krylov on Hessian-vector products (eigensolver.lanczos_ends; the closed form for a
+    ReLU MLP), both ends to within tol ‖H‖ (END_TOL by default);
     "power": power iteration, then power iteration shifted by the first eigenvalue.
     """
     result = eigen_result(fm, X, y, theta, method, **kwargs)
