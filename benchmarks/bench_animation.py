@@ -10,6 +10,7 @@ import torch
 
 import common  # noqa: F401  (puts the repository on sys.path)
 import animations
+import race_gif
 from plot_style import run_colour
 from loss_surface import Surface
 from projection import Plane
@@ -69,7 +70,7 @@ with tempfile.TemporaryDirectory() as folder:
         for workers in (1, 2):
             results[f"reused, {workers} process{'es' if workers > 1 else ''}"].append(animations.descent_gif(
                 *args, Path(folder) / f"descent{workers}.gif", "benchmark", n_frames=N_FRAMES, workers=workers))
-    race = [animations.optimizer_race_gif(surface, race_runs(), Path(folder) / "race.gif", "benchmark",
+    race = [race_gif.optimizer_race_gif(surface, race_runs(), Path(folder) / "race.gif", "benchmark",
                                           n_frames=N_FRAMES) for _ in range(REPEATS)]
 per_frame = {name: np.median([r.seconds_per_frame for r in runs]) for name, runs in results.items()}
 print(f"GIFs at {animations.FIGSIZE[0] * animations.DPI:.0f}x{animations.FIGSIZE[1] * animations.DPI:.0f}: "
