@@ -1,6 +1,7 @@
 """Every file drawn from a run's results: the PNGs, the GIFs, the interactive pages and index.html."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -82,15 +83,28 @@ def plane_title(name: str, p) -> str:
 
 # ---------------------------------------------------------------- PNGs
 
+FIGURE_WORKERS = 2  # forked processes drawing the PNGs: the figures are independent of each other
+_drawing: dict = {}  # what the forked workers draw, inherited at the fork: the results are never pickled
+
+
 def write_figures(out, results) -> list:
-    """Every PNG whose data was computed; returns the paths written."""
-    cfg, written = results["cfg"], []
-    if wants(cfg, "surfaces"):
-        for kind in ("logistic", results["main"]):
-            written += single_run_figures(out, results, kind)
-    for writer in (plane_choice_figure, multi_seed_figure, study_figures, curvature_figures, other_figures):
-        written += writer(out, results)
-    return written
+    """Every PNG whose data was computed, drawn by FIGURE_WORKERS processes; returns the paths written, in order."""
+    from animations import in_workers
+    writers = [functools.partial(single_run_figures, kind=kind) for kind in ("logistic", results["main"])
+               if wants(results["cfg"], "surfaces")]
+    writers += [plane_choice_figure, multi_seed_figure, study_figures, curvature_figures, other_figures]
+    _drawing.update(out=out, results=results, writers=writers)
+    try:
+        shares = in_workers(_draw_share, [(k,) for k in range(min(FIGURE_WORKERS, len(writers)))])
+    finally:
+        _drawing.clear()
+    return [path for _, paths in sorted(pair for share in shares for pair in share) for path in paths]
+
+
+def _draw_share(k: int) -> list:
+    """[(writer number, paths)] for every FIGURE_WORKERS-th writer from the k-th."""
+    writers = _drawing["writers"]
+    return [(i, writers[i](_drawing["out"], _drawing["results"])) for i in range(k, len(writers), FIGURE_WORKERS)]
 
 
 def single_run_figures(out, results, kind) -> list:
