@@ -121,6 +121,15 @@ def test_the_same_run_twice_gives_identical_files(quick_run, cache_dir, tmp_path
         assert again["runs"][group] == first["runs"][group] and again["planes"][group] == first["planes"][group]
 
 
+def test_one_drawing_process_gives_the_two_processes_files(quick_run, cache_dir, tmp_path, monkeypatch):
+    import gallery
+    monkeypatch.setattr(gallery, "FIGURE_WORKERS", 1)  # quick_run drew its PNGs in two forked processes
+    assert main.main(["--quick", f"--output_dir={tmp_path}", f"--cache_dir={cache_dir}", "--skip=gifs,html"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(PNGS)
+    for name in PNGS:
+        assert (tmp_path / name).read_bytes() == (quick_run / name).read_bytes(), name
+
+
 def test_ctrl_c_stops_with_one_line_and_leaves_no_partial_file(tmp_path):
     import signal
     import subprocess
