@@ -18,6 +18,7 @@ UNIT_MIN_ROUNDS = 1  # rounds when the start holds unit_directions (the STILL te
 MIN_ROUNDS = 5  # rounds of the random probe before the bounds are trusted: with 3, warm starts missed λmin by 1.2 tol
 STILL = 0.25  # an end is converged only once its Ritz value moved less than STILL * tol ‖H‖ in a round
 MAX_BASIS = 600  # block_ends stops growing its basis here
+NEW_DIRECTION_FLOOR = 1e-7  # shorter new directions are rounding: the Gram matrix squares them to ~1e-14
 WARM_LOW = 4  # lowest Ritz vectors carried to the next checkpoint: eigenvalues cross at the low end
 WARM_HIGH = 1  # highest ones carried
 START_RANDOM = 1  # seeded random vectors added to a warm start, so no direction is missing from it
@@ -86,15 +87,23 @@ def start_block(k: int, dim: int, dtype, device, seed: int = 0) -> torch.Tensor:
 def _new_directions(W: np.ndarray, Q: np.ndarray) -> np.ndarray:
     """An orthonormal basis (j, D) of the part of W's rows (k, D) outside span Q's rows (m, D).
 
-    Projected out twice (Kahan), then an SVD keeps only directions that are not rounding: a row
-    already in span Q, or a copy of another, adds nothing (j < k), and none means span Q is invariant.
+    Projected out twice (Kahan), then orthonormalised from the small Gram matrix W W^T, twice (as
+    CholQR2: the second pass restores orthonormality to rounding), keeping only directions longer
+    than NEW_DIRECTION_FLOOR of the longest row: a row already in span Q, or a copy of another, adds
+    nothing (j < k), and none means span Q is invariant. Two (k, k) eigh calls cost a third of a QR
+    and an SVD of the (D, k) block at D=385.
     """
-    scale = np.linalg.norm(W, axis=1).max()
+    if len(W) == 0:
+        return W
+    floor = NEW_DIRECTION_FLOOR * np.linalg.norm(W, axis=1).max()
     for _ in range(2):
         W = W - (W @ Q.T) @ Q
-    basis, R = np.linalg.qr(W.T)  # (D, k), (k, k): the SVD of the small R then costs nothing
-    U, sigma, _ = np.linalg.svd(R)
-    return (basis @ U[:, sigma > 1e-10 * scale]).T
+    for _ in range(2):
+        lam, U = np.linalg.eigh(W @ W.T)
+        keep = lam > floor ** 2
+        W = (U[:, keep].T @ W) / np.sqrt(lam[keep])[:, None]
+        floor = NEW_DIRECTION_FLOOR  # the rows are unit length now
+    return W
 
 
 def block_ends(matvec, start: np.ndarray, tol: float = END_TOL, max_dim: int = MAX_BASIS,

@@ -103,6 +103,7 @@ def relu_mlp_product(parts, cat):
     """
     Xt, wm, act, s, C = parts
     (n, h), d = wm.shape, Xt.shape[1] - 1
+    einsum = np.einsum if isinstance(Xt, np.ndarray) else torch.einsum  # 4x a multiply-then-sum here
 
     def matvec(v):
         block = v.reshape(-1, v.shape[-1])  # (k, D)
@@ -111,10 +112,11 @@ def relu_mlp_product(parts, cat):
         u2 = block[:, h * d + h:h * d + 2 * h]  # (k, h)
         # sum_j wm_ij (V x_i)_j = x_i . (wm_i V): the elementwise work is (n, d+1) per vector, not (n, h)
         WV = (wm @ V.swapaxes(0, 1).reshape(h, k * (d + 1))).reshape(n, k, d + 1)
-        g = s[:, None] * ((WV * Xt[:, None]).sum(-1) + act @ u2.T + block[:, -1])  # (n, k) l'' J v
+        g = s[:, None] * (einsum("nkd,nd->nk", WV, Xt) + act @ u2.T + block[:, -1])  # (n, k) l'' J v
         G = (g[:, :, None] * Xt[:, None]).reshape(n, k * (d + 1))
         O = (wm.T @ G).reshape(h, k, d + 1).swapaxes(0, 1) + C * u2[:, :, None]  # (k, h, d+1)
-        out = cat([O[..., :d].reshape(k, h * d), O[..., d], (act.T @ g).T + (C * V).sum(-1), g.sum(0)[:, None]], -1)
+        out_w2 = (act.T @ g).T + einsum("hd,khd->kh", C, V)  # (k, h)
+        out = cat([O[..., :d].reshape(k, h * d), O[..., d], out_w2, g.sum(0)[:, None]], -1)
         return out.reshape(v.shape)
     return matvec
 
