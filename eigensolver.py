@@ -87,11 +87,11 @@ def start_block(k: int, dim: int, dtype, device, seed: int = 0) -> torch.Tensor:
 def _new_directions(W: np.ndarray, Q: np.ndarray) -> np.ndarray:
     """An orthonormal basis (j, D) of the part of W's rows (k, D) outside span Q's rows (m, D).
 
-    Projected out twice (Kahan), then orthonormalised from the small Gram matrix W W^T, twice (as
-    CholQR2: the second pass restores orthonormality to rounding), keeping only directions longer
-    than NEW_DIRECTION_FLOOR of the longest row: a row already in span Q, or a copy of another, adds
-    nothing (j < k), and none means span Q is invariant. Two (k, k) eigh calls cost a third of a QR
-    and an SVD of the (D, k) block at D=385.
+    Projected out twice (Kahan), then orthonormalised from the small Gram matrix W W^T, a second
+    time when that was ill-conditioned (as CholQR2: it restores orthonormality), keeping only
+    directions longer than NEW_DIRECTION_FLOOR of the longest row: a row already in span Q, or a
+    copy of another, adds nothing (j < k), and none means span Q is invariant. A (k, k) eigh costs
+    a fraction of a QR and an SVD of the (D, k) block.
     """
     if len(W) == 0:
         return W
@@ -102,6 +102,8 @@ def _new_directions(W: np.ndarray, Q: np.ndarray) -> np.ndarray:
         lam, U = np.linalg.eigh(W @ W.T)
         keep = lam > floor ** 2
         W = (U[:, keep].T @ W) / np.sqrt(lam[keep])[:, None]
+        if not keep.any() or lam[keep][0] > 1e-8 * lam[-1]:  # orthonormal to eps·cond², below 1e-8: done
+            return W
         floor = NEW_DIRECTION_FLOOR  # the rows are unit length now
     return W
 
