@@ -98,6 +98,9 @@ def _new_directions(W: np.ndarray, Q: np.ndarray) -> np.ndarray:
     floor = NEW_DIRECTION_FLOOR * np.linalg.norm(W, axis=1).max()
     for _ in range(2):
         W = W - (W @ Q.T) @ Q
+    if len(W) == 1:  # one row (the probe's chain): its length is all there is to check
+        norm = np.linalg.norm(W)
+        return W / norm if norm > floor else W[:0]
     for _ in range(2):
         lam, U = np.linalg.eigh(W @ W.T)
         keep = lam > floor ** 2

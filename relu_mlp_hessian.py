@@ -73,12 +73,12 @@ def relu_mlp_parts(mlp: ReluMLP, kind: str, X, y, dtype=torch.float64):
     Xt = torch.cat([X.to(dtype), torch.ones(len(X), 1, dtype=dtype, device=X.device)], dim=1)
     W, w2, b2 = mlp.W.to(dtype), mlp.w2.to(dtype), mlp.b2.to(dtype)
     z = Xt @ W.transpose(-1, -2)  # (..., n, h) pre-activations
-    mask = (z > 0).to(dtype)
-    f = (torch.relu(z) @ w2[..., None]).squeeze(-1) + b2[..., None]  # (..., n)
+    mask, act = (z > 0).to(dtype), torch.relu(z)
+    f = (act @ w2[..., None]).squeeze(-1) + b2[..., None]  # (..., n)
     first, second = LOSS_DERIVATIVES[kind](f, y.to(dtype))
     n = len(X)
     C = (first[..., None] * mask).transpose(-1, -2) @ Xt / n
-    return Xt, mask * w2[..., None, :], torch.relu(z), second / n, C
+    return Xt, mask * w2[..., None, :], act, second / n, C
 
 
 def relu_mlp_operator(mlp: ReluMLP, kind: str, X, y, dtype=torch.float64, parts=None):
