@@ -30,6 +30,21 @@ def loop_oracle(fm, X, y, plane, coords):
             np.array([fm.accuracy(t, X, y).item() for t in thetas], dtype=np.float32))
 
 
+def grid(alphas, betas) -> np.ndarray:
+    """Every (a, b) of the grid alphas x betas as rows (A B, 2), betas outer like Surface.loss."""
+    return np.stack([g.ravel() for g in np.meshgrid(alphas, betas)], axis=1)
+
+
+def assert_equals_loop(fm, X, y, plane, coords, rtol=1e-5, sample=slice(None)) -> tuple:
+    """evaluate_points against loop_oracle at coords[sample]: loss to rtol, accuracy exactly; returns (loss, acc)."""
+    coords = np.asarray(coords, dtype=float)
+    loss, acc = evaluate_points(fm, X, y, plane, coords)
+    expected_loss, expected_acc = loop_oracle(fm, X, y, plane, coords[sample])
+    assert np.allclose(loss[sample], expected_loss, rtol=rtol, atol=0)
+    assert np.array_equal(acc[sample], expected_acc)
+    return loss, acc
+
+
 def make_fm(kind, d, dtype=torch.float32, loss="bce", **kwargs):
     module = Tanh2(d) if kind == "custom" else build_model(kind, d, hidden_dim=6, seed=1, n_classes=3, loss=loss)
     return FlatModel(module.to(dtype), loss=loss, **kwargs)
@@ -51,8 +66,7 @@ def test_surface_equals_the_loop_on_a_non_square_grid(kind, tiny_data):
     plane = random_plane(fm.theta0, fm.layout, seed=2)
     alphas, betas = np.linspace(-1.5, 1.0, 7), np.linspace(-0.8, 1.2, 5)
     surface = evaluate_surface(fm, X, y, plane, alphas, betas)
-    aa, bb = np.meshgrid(alphas, betas)
-    loss, acc = loop_oracle(fm, X, y, plane, np.stack([aa.ravel(), bb.ravel()], axis=1))
+    loss, acc = loop_oracle(fm, X, y, plane, grid(alphas, betas))
     assert surface.loss.shape == surface.accuracy.shape == (5, 7)
     assert np.allclose(surface.loss, loss.reshape(5, 7), rtol=1e-5, atol=0)
     assert np.array_equal(surface.accuracy, acc.reshape(5, 7))
@@ -93,11 +107,8 @@ def test_fast_path_is_exact_in_float64(kind, tiny_data):
     fm = make_fm(kind, tiny_data.n_features, torch.float64)
     plane = random_plane(fm.theta0, fm.layout, seed=3)
     coords = np.random.default_rng(1).uniform(-3, 3, size=(400, 2))
-    loss, acc = evaluate_points(fm, X, y, plane, coords)
     sample = np.arange(0, 400, 13)  # the loop at every 13th point keeps the test fast
-    expected_loss, expected_acc = loop_oracle(fm, X, y, plane, coords[sample])
-    assert np.allclose(loss[sample], expected_loss, rtol=1e-12, atol=0)
-    assert np.array_equal(acc[sample], expected_acc)
+    assert_equals_loop(fm, X, y, plane, coords, rtol=1e-12, sample=sample)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "logistic"])
@@ -106,10 +117,7 @@ def test_near_and_far_points_together_agree_with_the_loop(kind, tiny_data):
     fm = make_fm(kind, tiny_data.n_features)
     plane = random_plane(fm.theta0, fm.layout, seed=0)
     coords = [[1e12, 0.0], [0.0, 0.0], [1e6, -1e6], [1e3, 1e3], [-3.0, 2.0]]  # one tile from 0 to 1e12
-    loss, acc = evaluate_points(fm, X, y, plane, coords)
-    expected_loss, expected_acc = loop_oracle(fm, X, y, plane, coords)
-    assert np.allclose(loss, expected_loss, rtol=1e-5, atol=0)
-    assert np.array_equal(acc, expected_acc)
+    assert_equals_loop(fm, X, y, plane, coords)
 
 
 def test_evaluate_points_equals_the_loop_in_the_callers_order(tiny_run, tiny_mlp, tiny_data):
@@ -117,11 +125,7 @@ def test_evaluate_points_equals_the_loop_in_the_callers_order(tiny_run, tiny_mlp
     plane = pca_plane(tiny_run.params, tiny_run.final, tiny_mlp.layout)
     coords = np.random.default_rng(2).normal(size=(400, 2))
     coords[17] = coords[300]  # a repeated point
-    loss, acc = evaluate_points(tiny_mlp, X, y, plane, coords)
-    sample = np.r_[0:10, 17, 300, 390:400]
-    expected_loss, expected_acc = loop_oracle(tiny_mlp, X, y, plane, coords[sample])
-    assert np.allclose(loss[sample], expected_loss, rtol=1e-5, atol=0)
-    assert np.array_equal(acc[sample], expected_acc)
+    loss, _ = assert_equals_loop(tiny_mlp, X, y, plane, coords, sample=np.r_[0:10, 17, 300, 390:400])
     assert loss[17] == loss[300]
 
 
@@ -210,11 +214,8 @@ def test_users_spelling_of_the_mlp_equals_the_loop_and_the_projects_mlp(spelling
     torch.nn.utils.vector_to_parameters(mlp.theta0, module.parameters())
     fm = FlatModel(module)
     plane = random_plane(fm.theta0, fm.layout, seed=4)
-    coords = np.stack([g.ravel() for g in np.meshgrid(np.linspace(-2, 2, 6), np.linspace(-1, 3, 4))], axis=1)
-    loss, acc = evaluate_points(fm, X, y, plane, coords)
-    expected_loss, expected_acc = loop_oracle(fm, X, y, plane, coords)
-    assert np.allclose(loss, expected_loss, rtol=1e-5, atol=0)
-    assert np.array_equal(acc, expected_acc)
+    coords = grid(np.linspace(-2, 2, 6), np.linspace(-1, 3, 4))
+    loss, _ = assert_equals_loop(fm, X, y, plane, coords)
     assert np.array_equal(loss, evaluate_points(mlp, X, y, plane, coords)[0])
 
 
@@ -225,7 +226,7 @@ def test_multi_class_and_squared_error_surfaces_equal_the_loop(kind, loss, tiny_
     y = (X[:, 0] > 0).long() + (X[:, 1] > 0).long() if loss == "ce" else X[:, 0] - 2 * X[:, 1] ** 2  # 3 classes
     fm = make_fm(kind, tiny_data.n_features, loss=loss)
     plane = random_plane(fm.theta0, fm.layout, seed=2)
-    coords = np.stack([g.ravel() for g in np.meshgrid(np.linspace(-1.5, 1.0, 7), np.linspace(-0.8, 1.2, 5))], 1)
+    coords = grid(np.linspace(-1.5, 1.0, 7), np.linspace(-0.8, 1.2, 5))
     loss_values, metric = evaluate_points(fm, X, y, plane, coords)
     expected_loss, expected_metric = loop_oracle(fm, X, y, plane, coords)
     assert np.allclose(loss_values, expected_loss, rtol=1e-5, atol=0)
@@ -257,11 +258,7 @@ def test_batchnorm_model_uses_its_buffers_and_equals_the_loop(tiny_data):
     fm = FlatModel(module)
     assert find_structure(fm, X) is None
     plane = random_plane(fm.theta0, fm.layout, seed=0)
-    coords = np.array([[0.0, 0.0], [0.5, -1.0], [-1.2, 0.3]])
-    loss, acc = evaluate_points(fm, X, y, plane, coords)
-    expected_loss, expected_acc = loop_oracle(fm, X, y, plane, coords)
-    assert np.allclose(loss, expected_loss, rtol=1e-5, atol=0)
-    assert np.array_equal(acc, expected_acc)
+    assert_equals_loop(fm, X, y, plane, [[0.0, 0.0], [0.5, -1.0], [-1.2, 0.3]])
 
 
 @pytest.mark.parametrize("kind", ["mlp", "logistic", "custom"])
@@ -270,11 +267,11 @@ def test_any_subset_of_a_grid_gives_the_grids_values(kind, tiny_data):
     X, y = tiny_data.X, tiny_data.y
     fm = make_fm(kind, tiny_data.n_features)
     plane = random_plane(fm.theta0, fm.layout, seed=5)
-    grid = np.stack([g.ravel() for g in np.meshgrid(np.linspace(-2, 2, 9), np.linspace(-1, 2, 6))], axis=1)
-    whole = evaluate_points(fm, X, y, plane, grid)
+    coords = grid(np.linspace(-2, 2, 9), np.linspace(-1, 2, 6))
+    whole = evaluate_points(fm, X, y, plane, coords)
     rng = np.random.default_rng(0)
-    for subset in (np.arange(18, 36), rng.choice(len(grid), 17, replace=False), np.arange(0, len(grid), 2)):
-        part = evaluate_points(fm, X, y, plane, grid[subset])
+    for subset in (np.arange(18, 36), rng.choice(len(coords), 17, replace=False), np.arange(0, len(coords), 2)):
+        part = evaluate_points(fm, X, y, plane, coords[subset])
         assert np.allclose(part[0], whole[0][subset], rtol=1e-6, atol=1e-6)
         assert np.array_equal(part[1], whole[1][subset])
 
@@ -385,11 +382,7 @@ def test_split_models_equal_the_loop(name, tiny_data):
     assert structure.kind == "split" and split is not None
     assert split.first_names == tuple(fm.layout[i].name for i in (0, 1))  # the first layer's weight and bias
     plane = random_plane(fm.theta0, fm.layout, seed=3)
-    coords = np.random.default_rng(2).uniform(-1.5, 1.5, size=(30, 2))
-    loss_values, acc = evaluate_points(fm, X, y, plane, coords)
-    expected_loss, expected_acc = loop_oracle(fm, X, y, plane, coords)
-    assert np.allclose(loss_values, expected_loss, rtol=1e-5, atol=0)
-    assert np.array_equal(acc, expected_acc)
+    assert_equals_loop(fm, X, y, plane, np.random.default_rng(2).uniform(-1.5, 1.5, size=(30, 2)))
 
 
 @pytest.mark.parametrize("name", ["cnn", "conv_conv"])
@@ -411,11 +404,7 @@ def test_cnn_split_in_float64_is_exact_near_and_far():
     X, y = X.double(), (y % 2).double()
     plane = random_plane(fm.theta0, fm.layout, seed=0)
     coords = np.vstack([np.random.default_rng(5).uniform(-3, 3, size=(300, 2)), [[1e6, -1e5], [0.0, 0.0]]])
-    loss, acc = evaluate_points(fm, X, y, plane, coords)
-    sample = np.r_[0:300:23, 300, 301]
-    expected_loss, expected_acc = loop_oracle(fm, X, y, plane, coords[sample])
-    assert np.allclose(loss[sample], expected_loss, rtol=1e-12, atol=0)
-    assert np.array_equal(acc[sample], expected_acc)
+    assert_equals_loop(fm, X, y, plane, coords, rtol=1e-12, sample=np.r_[0:300:23, 300, 301])
 
 
 def test_models_the_split_cannot_cut_take_the_generic_path_and_equal_the_loop(tiny_data):
@@ -424,11 +413,7 @@ def test_models_the_split_cannot_cut_take_the_generic_path_and_equal_the_loop(ti
     assert find_structure(fm, X) is None and split_for(fm, X) is None
     assert find_structure(FlatModel(TiedTwice(d)), X) is None  # 4 columns: too wide for a prefix
     plane = random_plane(fm.theta0, fm.layout, seed=0)
-    coords = np.random.default_rng(6).uniform(-1, 1, size=(8, 2))
-    loss, acc = evaluate_points(fm, X, y, plane, coords)
-    expected_loss, expected_acc = loop_oracle(fm, X, y, plane, coords)
-    assert np.allclose(loss, expected_loss, rtol=1e-5, atol=0)
-    assert np.array_equal(acc, expected_acc)
+    assert_equals_loop(fm, X, y, plane, np.random.default_rng(6).uniform(-1, 1, size=(8, 2)))
 
 
 class TiedTwice(nn.Module):
@@ -490,11 +475,8 @@ def test_prefix_path_in_float32_and_eval_batches_equals_the_loop(tiny_data):
     module, _ = prefix_cases(tiny_data.n_features)["tanh_tail_ce"]
     whole, batched = FlatModel(module, loss="ce"), FlatModel(module, loss="ce", eval_batch_size=9)
     plane = random_plane(whole.theta0, whole.layout, seed=5)
-    coords = np.stack([g.ravel() for g in np.meshgrid(np.linspace(-2, 2, 9), np.linspace(-1, 2, 6))], axis=1)
-    loss, acc = evaluate_points(whole, X, y, plane, coords)
-    expected_loss, expected_acc = loop_oracle(whole, X, y, plane, coords)
-    assert np.allclose(loss, expected_loss, rtol=1e-5, atol=0)
-    assert np.array_equal(acc, expected_acc)
+    coords = grid(np.linspace(-2, 2, 9), np.linspace(-1, 2, 6))
+    loss, acc = assert_equals_loop(whole, X, y, plane, coords)
     many = evaluate_points(batched, X, y, plane, coords)
     assert np.allclose(many[0], loss, rtol=1e-6, atol=0) and np.array_equal(many[1], acc)
 
@@ -505,11 +487,7 @@ def test_a_prefix_whose_rest_reuses_a_cut_off_weight_is_split_instead(tiny_data)
     fm = FlatModel(seeded(TiedTail(d)))
     assert find_structure(fm, X).kind == "split" and split_for(fm, X, depth=2) is None
     plane = random_plane(fm.theta0, fm.layout, seed=0)
-    coords = np.random.default_rng(6).uniform(-1, 1, size=(8, 2))
-    loss, acc = evaluate_points(fm, X, tiny_data.y, plane, coords)
-    expected_loss, expected_acc = loop_oracle(fm, X, tiny_data.y, plane, coords)
-    assert np.allclose(loss, expected_loss, rtol=1e-5, atol=0)
-    assert np.array_equal(acc, expected_acc)
+    assert_equals_loop(fm, X, tiny_data.y, plane, np.random.default_rng(6).uniform(-1, 1, size=(8, 2)))
 
 
 class TiedTail(nn.Module):
