@@ -1,13 +1,8 @@
 """Animated GIFs: gradient descent step by step on a rotating surface; the frame palette and GIF writing."""
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
 import os
-import signal
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +22,7 @@ from PIL import Image  # noqa: E402
 from outputs import atomic_path  # noqa: E402
 from plot_style import (SHADOW_DASHES, contour_levels, finite_prefix, line_pieces, on_mask,  # noqa: E402
                         shadow_label, switch_points, view_azimuth)
+from workers import in_workers  # noqa: E402
 
 FIGSIZE, DPI = (8, 6), 100  # 800 x 600 frames: 10-12 pt text reads at the GIF's own size, 60 frames < 3 MB
 FONT = dict(tick=9, label=11, caption=11, title=12)  # points, at DPI 100
@@ -82,38 +78,6 @@ def descent_gif(surface, coords, path_surface_loss, true_losses, steps, path, ti
     jobs = [(scene, shown, part) for part in np.array_split(np.arange(len(shown)), workers)]
     frames = [f for part in in_workers(_render_descent, jobs) for f in part]  # contiguous shares, in order
     return write_gif(frames, path, frame_ms, start)
-
-
-PR_SET_PDEATHSIG = 1  # from linux/prctl.h
-
-
-def in_workers(fn, jobs) -> list:
-    """[fn(*job) for job in jobs], one forked process per job when there are several (the children
-    inherit the imports). Each worker dies with its parent: a killed run leaves no renderer behind."""
-    if len(jobs) == 1:
-        return [fn(*jobs[0])]
-    with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("fork"),
-                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-        return list(pool.map(fn, *zip(*jobs)))
-
-
-def die_with_parent(parent: int) -> None:
-    """Worker initializer: end this process when `parent` dies, even by SIGKILL, which runs no clean-up.
-
-    Linux sends the signal itself (prctl PR_SET_PDEATHSIG); a thread that polls the parent's pid is
-    the fallback elsewhere, and catches a parent that died before prctl was set.
-    """
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # no prctl on this system: the watchdog alone
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-
-
-def _watch_parent(parent: int, period_s: float = 0.5) -> None:
-    while os.getppid() == parent:  # an orphan is adopted by another process: its parent pid changes
-        time.sleep(period_s)
-    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def descent_scene(surface, coords, path_surface_loss, true_losses, steps, title,

@@ -89,7 +89,7 @@ _drawing: dict = {}  # what the forked workers draw, inherited at the fork: the 
 
 def write_figures(out, results) -> list:
     """Every PNG whose data was computed, drawn by FIGURE_WORKERS processes; returns the paths written, in order."""
-    from animations import in_workers
+    from workers import in_workers
     writers = [functools.partial(single_run_figures, kind=kind) for kind in ("logistic", results["main"])
                if wants(results["cfg"], "surfaces")]
     writers += [plane_choice_figure, multi_seed_figure, study_figures, curvature_figures, other_figures]
