@@ -190,7 +190,7 @@ AUTODIFF_CHECKPOINTS, AUTODIFF_MAP = 11, 5  # per path, and per axis of the conv
 
 def affordable_curvature(cfg, fm, dataset, run):
     """Curvature settings this model can afford. Without a closed-form Hessian every product is an
-    autodiff pass over the data (the CNN's: ~10 ms, ~50 per checkpoint), so the defaults become at most
+    autodiff pass over the data (the CNN's: ~10 ms, ~40 per checkpoint), so the defaults become at most
     AUTODIFF_CHECKPOINTS checkpoints per path and an AUTODIFF_MAP-square convexity map, said in one
     line; values the user set are kept."""
     import dataclasses
