@@ -7,10 +7,15 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from model_graph import find_structure, split_for
+from model_graph import find_structure, point_graph, split_for
 from models import finish_metric, summed_loss_and_metric
-from plane_model import PlaneModel, SplitModel
+from plane_model import PlaneModel, SplitModel, keeps_head
 from projection import Plane, check_points
+
+# Weight floats of one block of the per-point path, K D: 4 MB. Measured on the 10-128-128-1 MLP
+# (D = 18049, n = 1000): 64 points per block 1.07x faster than 16 (the loss sums run once per block).
+POINT_BLOCK_ELEMENTS = 2 ** 20
+POINT_BLOCK_MAX = 64
 
 
 @dataclass
@@ -69,9 +74,10 @@ def evaluate_points(fm, X, y, plane: Plane, coords, chunk: int | None = None):
     A model whose first layer is Linear, alone or as Linear -> ReLU -> Linear (however spelled),
     takes a closed-form path (plane_model), as does the start of one that begins Linear -> ReLU ->
     Linear with one or two columns (the rest then runs per point); one whose input reaches the rest
-    only through its first Linear or Conv computes that layer three times and the rest per point
-    (plane_model.SplitModel); any other is evaluated in batches of full weight vectors, chunk grid
-    points at a time (default: from the cache size). All sum models.summed_loss_and_metric over
+    only through a Conv or a wide Linear (plane_model.keeps_head) computes that layer three times and
+    the rest per point (plane_model.SplitModel); any other traceable one runs its traced graph once per
+    point, chunk points' weights combined at a time; what make_fx cannot trace, or has buffers, goes
+    through vmap in batches of full weight vectors. All sum models.summed_loss_and_metric over
     fm.sample_batches, so eval_batch_size gives the same numbers.
     """
     if plane.center.shape[0] != fm.dim:
@@ -102,11 +108,15 @@ def evaluate_points(fm, X, y, plane: Plane, coords, chunk: int | None = None):
 
 def _plane_logits(fm, structure, X, plane, coords, chunk):
     """(indices, logits (K, n, C)) blocks on one sample batch X from the fastest path that fits the model."""
-    if structure is None:
+    if structure is not None and structure.kind != "split":
+        return PlaneModel(fm, structure, X, plane).logits(coords)
+    split = split_for(fm, X) if structure is not None else None
+    if split is not None and keeps_head(fm, split):
+        return SplitModel(fm, split, X, plane, chunk).logits(coords)
+    graph = point_graph(fm, X)
+    if graph is None:
         return _generic_logits(fm, X, plane, coords, chunk)
-    if structure.kind == "split":
-        return SplitModel(fm, split_for(fm, X), X, plane, chunk).logits(coords)
-    return PlaneModel(fm, structure, X, plane).logits(coords)
+    return _point_logits(fm, graph, X, plane, coords, chunk)
 
 
 def _sample_batches(fm, n: int) -> list:
@@ -130,6 +140,22 @@ def _generic_logits(fm, X, plane, coords, chunk):
     batched_logits = vmap(fm.logits, in_dims=(0, None))
     for start in range(0, len(coords), chunk):
         logits = batched_logits(plane.points(coords[start:start + chunk]), X)  # (K, n) or (K, n, C)
+        yield np.arange(start, start + len(logits)), logits.reshape(len(logits), X.shape[0], -1)
+
+
+def _point_logits(fm, graph, X, plane, coords, chunk):
+    """A traceable module: yield (indices, logits (K, n, C)), its traced graph run once per point.
+
+    Each forward keeps the model's own matrix products, at the size where they run fastest; vmap over
+    points makes them products batched over K weight copies, measured slower than the plain loop
+    (benchmarks/bench_surface.py). The weights of chunk points are combined in one product per block.
+    """
+    chunk = chunk or max(1, min(POINT_BLOCK_MAX, POINT_BLOCK_ELEMENTS // fm.dim))
+    directions = torch.stack([plane.u, plane.v])
+    for start in range(0, len(coords), chunk):
+        ab = torch.as_tensor(coords[start:start + chunk], dtype=plane.center.dtype, device=plane.center.device)
+        thetas = torch.addmm(plane.center, ab, directions)  # (K, D) in one pass, not plane.points' four
+        logits = torch.stack([graph(*fm.unflatten(theta).values(), X) for theta in thetas])
         yield np.arange(start, start + len(logits)), logits.reshape(len(logits), X.shape[0], -1)
 
 

@@ -23,6 +23,7 @@ RELUS = {aten.relu.default, aten.relu_.default}
 # First layers that are linear in the input and jointly linear in their weight and bias.
 FIRST_LAYERS = {aten.addmm.default: 1, aten.mm.default: 0, aten.convolution.default: 0, aten.linear.default: 0}
 WEIGHT_VIEWS = {aten.t.default, aten.transpose.int, aten.permute.default}
+FRESH = {aten.addmm.default, aten.mm.default, aten.convolution.default}  # ops whose output is a new tensor
 # Widest second Linear the "prefix" path takes. Its tiles do elementwise work per output column on
 # every switching pair, the split path one matrix product: measured (one thread, n = 1000, 51x51
 # random plane, 10-h-C-1 MLPs) the tiles win 1.7-2x at C = 1 and 1.3x at C = 2, lose at C = 4 with
@@ -56,11 +57,13 @@ def find_structure(fm, X: torch.Tensor) -> Structure | None:
 
 def _traced(fm, probe: torch.Tensor) -> fx.GraphModule | None:
     """The aten graph of fm's module on probe's shape, or None where make_fx cannot trace it."""
-    def forward(params, x):
-        return functional_call(fm.module, (params, fm.buffers), (x,))
+    names = [slot.name for slot in fm.layout]
+
+    def forward(*args):  # the weights in layout order, then x: positional, so calls need no pytree work
+        return functional_call(fm.module, (dict(zip(names, args[:-1])), fm.buffers), (args[-1],))
     try:
         with torch.no_grad():
-            return make_fx(forward)(fm.unflatten(fm.theta0), probe)
+            return make_fx(forward)(*fm.unflatten(fm.theta0).values(), probe)
     except Exception:  # untraceable modules (data-dependent control flow, custom ops) are fine elsewhere
         return None
 
@@ -104,7 +107,7 @@ def _output_after_reshapes(node):
         if len(users) != 1 or (users[0].op != "output" and users[0].target not in RESHAPES):
             return None
         prev, node = node, users[0]
-    return prev.meta.get("val") if len(node.args[0]) == 1 and node.args[0][0] is prev else None
+    return prev.meta.get("val") if node.args[0] is prev else None
 
 
 def _linear_of(node, prev, names):
@@ -133,6 +136,25 @@ class Split:
     cut_numel: int  # floats of the cut's output: n F
 
 
+def point_graph(fm, X: torch.Tensor) -> fx.GraphModule | None:
+    """fm's forward traced on X's exact shape as graph(*weights in layout order, X) -> logits, with each ReLU
+    of a layer's fresh output made in place; None for modules make_fx cannot trace or with buffers (the
+    trace would freeze them)."""
+    if fm.buffers:
+        return None
+    key = ("point", tuple(X.shape), X.dtype, X.device)
+    cached = _structures.setdefault(fm.module, {})
+    if key not in cached:
+        traced = _traced(fm, X)
+        if traced is not None:
+            for node in traced.graph.nodes:  # nothing else reads that output: no copy needed
+                if node.target == aten.relu.default and node.args[0].target in FRESH and len(node.args[0].users) == 1:
+                    node.target = aten.relu_.default
+            traced.recompile()
+        cached[key] = traced
+    return cached[key]
+
+
 def split_for(fm, X: torch.Tensor, depth: int = 1) -> Split | None:
     """fm's module cut after its first Linear or Conv (depth 1), or after Linear -> ReLU -> Linear (depth 2),
     traced on X's exact shape (views hold n); None where the rest would see the input or those weights again."""
@@ -158,7 +180,7 @@ def _split(traced: fx.GraphModule, names: list, depth: int) -> Split | None:
             return None
         prev, node = node, users[0]
     output = next(n for n in graph.nodes if n.op == "output")
-    if _first_layer_weights(node, prev, params) is None or len(output.args[0]) != 1 or any(
+    if _first_layer_weights(node, prev, params) is None or not isinstance(output.args[0], fx.Node) or any(
             n.op not in ("placeholder", "output", "call_function", "get_attr") for n in graph.nodes):
         return None
     if depth == 2:
@@ -175,9 +197,9 @@ def _split(traced: fx.GraphModule, names: list, depth: int) -> Split | None:
     rest_inputs = [p for p in placeholders if p not in head_nodes and p.users]
     rest_body = [n for n in graph.nodes if n.op in ("call_function", "get_attr") and (n not in head_nodes
                                                                                        or n.op == "get_attr")]
-    rest = _subgraph([node] + rest_inputs, rest_body, output.args[0][0])
+    rest = _subgraph([node] + rest_inputs, rest_body, output.args[0])
     return Split(fx.GraphModule(traced, head), fx.GraphModule(traced, rest), tuple(params[p] for p in head_inputs[:-1]),
-                 tuple(params[p] for p in rest_inputs), output.args[0][0].meta["val"].numel(),
+                 tuple(params[p] for p in rest_inputs), output.args[0].meta["val"].numel(),
                  node.meta["val"].numel())
 
 

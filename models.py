@@ -67,14 +67,21 @@ LOSSES = ("bce", "ce", "mse")  # binary cross-entropy with logits | multi-class 
 def loss_terms(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-sample losses (..., n): bce logits (..., n) and 0/1 labels; ce logits (..., n, C) and
     integer labels in [0, C); mse outputs (..., n) and float targets. Leading axes are kept."""
-    if kind == "bce":  # softplus(z) - y z: the stable form of F.binary_cross_entropy_with_logits
-        return F.softplus(logits) - logits * y
+    if kind == "bce":
+        return _bce_terms(logits, y)
     if kind == "ce":
         log_p = torch.log_softmax(logits, dim=-1)  # (..., n, C)
         return -log_p.gather(-1, y.long().expand(*log_p.shape[:-1]).unsqueeze(-1)).squeeze(-1)
     if kind == "mse":
         return (logits - y) ** 2
     raise ValueError(f"unknown loss {kind!r}: expected one of {', '.join(LOSSES)}")
+
+
+def _bce_terms(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """-log σ(z) for y = 1 and -log σ(-z) for y = 0, both softplus((1 - 2y) z): two passes over the logits
+    instead of softplus(z) - y z's three, and no cancellation where z is large and right (softplus(z) - z
+    rounds e^-z away). Labels are 0/1: data.py renumbers classes to 0..C-1."""
+    return F.softplus(logits * (1 - 2 * y))
 
 
 def loss_from_logits(kind: str, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -102,7 +109,7 @@ def summed_loss_and_metric(kind: str, logits: torch.Tensor, y: torch.Tensor) -> 
     """
     if kind == "bce":
         y = y.to(logits.dtype)
-        loss = (F.softplus(logits) - logits * y).sum(dim=-1)  # per sample first: no cancellation
+        loss = _bce_terms(logits, y).sum(dim=-1)  # per sample first: no cancellation
         right = torch.gt(logits, 0, out=torch.empty_like(logits)) @ (2 * y - 1) + (1 - y).sum()
         return loss, right
     if kind == "ce":

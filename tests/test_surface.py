@@ -7,8 +7,8 @@ from torch import nn
 
 from loss_surface import _generic_logits, evaluate_points, evaluate_surface, grid_for, interpolate_line
 from models import FlatModel, build_model
-from model_graph import find_structure, split_for
-from plane_model import PlaneModel, build_tiles
+from model_graph import find_structure, point_graph, split_for
+from plane_model import PlaneModel, build_tiles, keeps_head
 from projection import Plane, pca_plane, random_plane
 
 
@@ -499,3 +499,45 @@ class TiedTail(nn.Module):
 
     def forward(self, x):
         return (torch.relu(self.second(torch.relu(self.first(x)))) @ self.second.weight).sum(dim=1)
+
+
+class ReluAndRaw(nn.Module):
+    """A pre-activation read twice, by its ReLU and by the sum after it: that ReLU must not run in place."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.first, self.second, self.head = nn.Linear(d, 8), nn.Linear(8, 8), nn.Linear(8, 1)
+
+    def forward(self, x):
+        z = self.second(torch.relu(self.first(x)))
+        return self.head(torch.relu(z) + z).squeeze(-1)
+
+
+def test_per_point_graph_runs_only_unshared_relus_in_place_and_equals_the_loop(tiny_data):
+    X, y, d = tiny_data.X, tiny_data.y, tiny_data.n_features
+    fm = FlatModel(seeded(ReluAndRaw(d)))
+    graph = point_graph(fm, X)
+    relus = [node.target for node in graph.graph.nodes if node.target in (torch.ops.aten.relu.default,
+                                                                           torch.ops.aten.relu_.default)]
+    assert relus == [torch.ops.aten.relu_.default, torch.ops.aten.relu.default]  # the first has one reader
+    plane = random_plane(fm.theta0, fm.layout, seed=1)
+    assert_equals_loop(fm, X, y, plane, np.random.default_rng(8).uniform(-2, 2, size=(70, 2)))  # several blocks
+    assert torch.equal(fm.unflatten(plane.center)["first.weight"], fm.module.first.weight.detach())  # untouched
+
+
+@pytest.mark.parametrize("inputs, keeps", [(10, False), (100, True)])
+def test_a_split_keeps_a_wide_linear_head_and_recomputes_a_narrow_one(inputs, keeps):
+    """Both routes give the loop's numbers; which one runs follows the head's fan-in (plane_model.HEAD_FAN_IN)."""
+    g = torch.Generator().manual_seed(3)
+    X, y = torch.randn(30, inputs, generator=g), (torch.arange(30) % 2).float()
+    fm = FlatModel(seeded(nn.Sequential(nn.Linear(inputs, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
+                                        nn.Linear(16, 1), nn.Flatten(0))))
+    assert find_structure(fm, X).kind == "split" and keeps_head(fm, split_for(fm, X)) is keeps
+    plane = random_plane(fm.theta0, fm.layout, seed=2)
+    assert_equals_loop(fm, X, y, plane, np.random.default_rng(9).uniform(-2, 2, size=(20, 2)))
+
+
+def test_a_conv_head_is_always_kept():
+    X, _ = digits_like()
+    fm = FlatModel(build_model("cnn", 64, seed=0, image_shape=(1, 8, 8)))
+    assert keeps_head(fm, split_for(fm, X))
