@@ -30,7 +30,7 @@ class Config:
     hidden_dim: int = 32  # width of the MLP's hidden layer
 
     # --- training ---
-    epochs: int = 300  # passes over the training set; one checkpoint per epoch (300 full-batch steps reach a minimum)
+    epochs: int = 200  # passes over the training set; one checkpoint per epoch (200 full-batch steps at lr 0.5 end every seed at <= 7.4 % of its initial gradient norm)
     lr: float = 0.5  # learning rate of the main runs
     optimizer: str = "sgd"  # sgd | adam, for the main runs
     momentum: float = 0.0  # SGD momentum of the main runs

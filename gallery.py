@@ -78,7 +78,8 @@ def plane_title(name: str, p) -> str:
     n = p.numbers()
     on_surface = (f"gap {n['gap_max']:.3f} where drawn on the surface" if n["on_surface_share"] > 0
                   else "no checkpoint drawn on the surface")
-    return f"{name}\nresidual {100 * n['residual_mean']:.1f}%, {on_surface}, {n['gap_max_all']:.3f} over the whole path"
+    return (f"{name}\nresidual {100 * n['residual_mean']:.1f}%, {on_surface}\n"
+            f"gap {n['gap_max_all']:.3f} over the whole path")  # three short lines: panels sit side by side
 
 
 # ---------------------------------------------------------------- PNGs

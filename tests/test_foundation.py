@@ -16,7 +16,7 @@ from training import OptimizerSpec, train, train_optimizers, train_seeds
 def test_defaults_are_the_owners():
     cfg = config.Config()
     assert (cfg.n_samples, cfg.n_features, cfg.hidden_dim, cfg.epochs, cfg.lr, cfg.vis_resolution) == \
-        (1000, 10, 32, 300, 0.5, 50)
+        (1000, 10, 32, 200, 0.5, 50)
     assert cfg.seed_list == tuple(range(10))
     assert cfg.lr_list == (0.1, 0.5, 1.0, 2.0)
     config.validate(cfg)
