@@ -1,6 +1,7 @@
 """Every file drawn from a run's results: the PNGs, the GIFs, the interactive pages and index.html."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -88,7 +89,30 @@ FIGURE_WORKERS = 2  # forked processes drawing the PNGs: the figures are indepen
 _drawing: dict = {}  # what the forked workers draw, inherited at the fork: the results are never pickled
 
 
-def write_figures(out, results) -> list:
+GIF_KNOBS = ("gif_frames", "gif_frame_ms")  # config fields only the GIFs read
+WHERE = ("output_dir", "cache_dir")  # where files go: no output depends on it
+
+
+def drawing_inputs(cfg, unread: tuple = ()) -> dict:
+    """The config fields a drawing stage's files may depend on: all but where they go and what it does not read.
+    With the stages served before it (cache.StageCache.drawn), they key the files it writes."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in WHERE + unread}
+
+
+def write_figures(out, results, cache) -> list:
+    """Every PNG, drawn, or written again from the cache when nothing they show has changed."""
+    return cache.drawn("figures", drawing_inputs(results["cfg"], GIF_KNOBS), out,
+                       lambda: (draw_figures(out, results), None))[0]
+
+
+def write_animations(out, results, cache) -> list:
+    """The GIFs, drawn or written again from the cache; their frame counts and timings go to results["gifs"]."""
+    paths, results["gifs"] = cache.drawn("animations", drawing_inputs(results["cfg"]), out,
+                                         lambda: draw_animations(out, results))
+    return paths
+
+
+def draw_figures(out, results) -> list:
     """Every PNG whose data was computed, drawn by FIGURE_WORKERS processes; returns the paths written, in order."""
     from workers import in_workers
     writers = [functools.partial(single_run_figures, kind=kind) for kind in ("logistic", results["main"])
@@ -242,8 +266,8 @@ def other_figures(out, results) -> list:
 
 # ---------------------------------------------------------------- GIFs and pages
 
-def write_animations(out, results) -> list:
-    """The descent GIFs and the optimiser race; seconds per frame go to results["gifs"]."""
+def draw_animations(out, results) -> tuple:
+    """The descent GIFs and the optimiser race: (paths, {name: frames, seconds, seconds per frame, bytes})."""
     import animations
     import race_gif
     cfg, scapes, colours = results["cfg"], results["scapes"], run_colours(results)
@@ -264,10 +288,9 @@ def write_animations(out, results) -> list:
             scapes["optimizers"].surface, runs, output_path(out, "optimizer_race.gif"),
             f"{title_of(results, results['main'])}: optimisers from one initialisation", **frames))
     infos = [job() for job in tqdm(jobs, desc="animations", unit="gif", leave=False, disable=None)]
-    results["gifs"] = {info.path.name: {"frames": info.n_frames, "seconds": round(info.seconds, 3),
-                                        "seconds_per_frame": round(info.seconds_per_frame, 4), "bytes": info.bytes}
-                       for info in infos}
-    return [info.path for info in infos]
+    return [info.path for info in infos], {info.path.name: {
+        "frames": info.n_frames, "seconds": round(info.seconds, 3),
+        "seconds_per_frame": round(info.seconds_per_frame, 4), "bytes": info.bytes} for info in infos}
 
 
 def write_pages(out, results, written, summary) -> list:

@@ -265,9 +265,9 @@ def run_pipeline(cfg: config.Config, use_cache: bool = True, dataset=None, modul
     # 3. figures, animations, pages, summary (rank 0 only)
     results = dict(cfg=cfg, runs=runs, scapes=scapes, curvature=curvature, embeddings=embeddings, lines=lines,
                    fms=fms, main=main_model_key(cfg), data=dataset, ranks=distributed.summary())
-    written = stages.run("figures", gallery.write_figures, cfg.output_dir, results)
+    written = stages.run("figures", gallery.write_figures, cfg.output_dir, results, cache)
     if config.wants(cfg, "gifs"):
-        written += stages.run("animations", gallery.write_animations, cfg.output_dir, results)
+        written += stages.run("animations", gallery.write_animations, cfg.output_dir, results, cache)
     summary = report.summarize(results, stages.seconds, cache)
     if config.wants(cfg, "html"):
         written += stages.run("html", gallery.write_pages, cfg.output_dir, results, written, summary)

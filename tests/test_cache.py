@@ -99,3 +99,28 @@ def test_concurrent_runs_sharing_a_cache_agree(tmp_path, tiny_mlp, tiny_data):
     cache = StageCache(str(tmp_path))  # what they left behind is one sound entry
     assert _train(cache, tiny_mlp, tiny_data).trajectory.params.numpy().tobytes() == expected
     assert cache.hits == 1
+
+
+def test_drawn_files_come_back_from_the_cache_only_while_results_and_drawing_inputs_stand(tmp_path):
+    drawings = []
+
+    def run(stage_key: dict, draw_key: dict, out):
+        """One pipeline run in miniature: a stage served, then a drawing stage writing one file into out."""
+        cache = StageCache(str(tmp_path / "cache"))
+        cache("stage", stage_key, ("stages",), lambda: 1)
+
+        def draw():
+            drawings.append(out)
+            path = out / "figure.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(f"drawing {len(drawings)}".encode())
+            return [path], {"frames": len(drawings)}
+        paths, extra = cache.drawn("figures", draw_key, out, draw)
+        assert paths == [out / "figure.png"] and (cache.hits + cache.misses) == 1  # drawing is not counted
+        return paths[0].read_bytes(), extra
+
+    first = run({"lr": 0.5}, {"title": "a"}, tmp_path / "first")
+    assert run({"lr": 0.5}, {"title": "a"}, tmp_path / "again") == first == (b"drawing 1", {"frames": 1})
+    assert drawings == [tmp_path / "first"]  # written again into the new folder without drawing
+    assert run({"lr": 0.25}, {"title": "a"}, tmp_path / "other_results")[0] == b"drawing 2"
+    assert run({"lr": 0.5}, {"title": "b"}, tmp_path / "other_title")[0] == b"drawing 3"

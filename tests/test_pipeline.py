@@ -95,6 +95,11 @@ def test_a_drawing_knob_rerun_recomputes_nothing(quick_run, cache_dir, tmp_path)
     first, again = (json.loads((d / "summary.json").read_text()) for d in (quick_run, tmp_path))
     assert again["cache"]["misses"] == 0 and again["cache"]["hits"] > 0
     assert again["planes"] == first["planes"] and again["runs"] == first["runs"]
+    # the PNGs read no GIF knob: the same bytes, written again from the cache; the GIFs are drawn anew
+    for name in ("mlp_3d.png", "plane_choice.png", "optimizer_comparison.png"):
+        assert (tmp_path / name).read_bytes() == (quick_run / name).read_bytes(), name
+    assert {info["frames"] for info in again["gifs"].values()} == {8}
+    assert Image.open(tmp_path / "mlp_descent.gif").n_frames == 8
 
 
 def test_only_gifs_keeps_the_full_summary(quick_run, cache_dir):
