@@ -6,7 +6,8 @@ of once per point.
 Linear alone and Linear -> ReLU -> Linear get closed forms; a model that begins Linear -> ReLU ->
 narrow Linear gets that closed form for the second Linear's output and runs the rest of its traced
 graph per point ("prefix"); any other model whose input reaches the rest of the network only through
-its first Linear or Conv is split there ("split": the rest runs per point on z, vmapped over points).
+its first Conv, or a Linear wide enough to be worth keeping (keeps_head), is split there ("split": the
+rest runs per point on z, vmapped over points). Other models run their traced graph per point (loss_surface).
 """
 from __future__ import annotations
 
