@@ -92,8 +92,16 @@ def convexity_finding(summary: dict) -> str | None:
     return f"Lowest Hessian eigenvalue λmin along the path: {'; '.join(parts)}." if parts else None
 
 
-def directness(efficiency: float) -> str:
-    return "nearly straight" if efficiency >= 0.8 else "fairly direct" if efficiency >= 0.5 else "winding"
+def directness(label: str, runs: dict) -> str:
+    """How straight label's path was against the other runs' (efficiency: straight distance / path length):
+    a ranking, because an absolute word ("fairly direct") read as praise for the least direct of three."""
+    mine = runs[label]["efficiency"]
+    others = [s["efficiency"] for other, s in runs.items() if other != label and s.get("efficiency") is not None]
+    rank = 1 + sum(e > mine for e in others)
+    place = ("straightest" if rank == 1 else "least straight" if rank == len(others) + 1
+             else f"{ {2: 'second', 3: 'third'}.get(rank, f'{rank}th')} straightest")
+    against = f" against {', '.join(readable(e) for e in others)}" if others else ""
+    return f"the {place} path (efficiency {readable(mine)}{against}: straight distance / path length)"
 
 
 def optimizer_finding(summary: dict) -> str | None:
@@ -105,8 +113,7 @@ def optimizer_finding(summary: dict) -> str | None:
     best = min(finished, key=lambda label: finished[label]["final_loss"])
     others = "; ".join(f"{label} at {readable(s['final_loss'])}" for label, s in finished.items() if label != best)
     s = finished[best]
-    way = f" by a {directness(s['efficiency'])} path (efficiency {readable(s['efficiency'])}: straight distance / " \
-        "path length)" if s.get("efficiency") is not None else ""
+    way = f" by {directness(best, finished)}" if s.get("efficiency") is not None else ""
     diverged = [label for label, run in summary["optimizers"].items() if run.get("diverged")]
     return (f"{best} ended lowest at loss {readable(s['final_loss'])}{way}"
             + (f"; {others}" if others else "") + (f"; {', '.join(diverged)} diverged" if diverged else "") + ".")

@@ -314,9 +314,10 @@ def write_pages(out, results, written, summary) -> list:
         pages.append(ip.runs_page(scapes["optimizers"].surface, runs, output_path(out, "optimizer_comparison.html"),
                                   f"{title_of(results, results['main'])}: optimisers from one initialisation",
                                   loss_name=loss_name(results)))
-    # every figure in the folder, so an --only=html run still shows the last full run's
     files = [Path(f).name for f in written]
-    files += sorted(f.name for pattern in ("*.png", "*.gif") for f in Path(out).glob(pattern) if f.name not in files)
+    if cfg.only or cfg.skip:  # a partial run shows the figures it left in place too; a full run only its own,
+        # never another model's or data set's from an earlier run into the same folder
+        files += sorted(f.name for pattern in ("*.png", "*.gif") for f in Path(out).glob(pattern) if f.name not in files)
     with_caption = lambda names: [(n, caption(n)) for n in names]  # noqa: E731
     ds = summary["dataset"]
     index = index_page.write_index(
@@ -324,5 +325,6 @@ def write_pages(out, results, written, summary) -> list:
         f"{ds['name']} data, {ds['n_samples']} samples; {title_of(results, results['main'])} and logistic "
         f"regression; {len(cfg.seed_list)} seeds, {cfg.epochs} epochs",
         with_caption([n for n in files if n.endswith(".png")]), with_caption([n for n in files if n.endswith(".gif")]),
-        with_caption([Path(p).name for p in pages]), {}, summary["config"], summary)
+        with_caption([Path(p).name for p in pages]), {}, summary["config"], summary,
+        lead=(f"{results['main']}_3d.png", f"{results['main']}_contour.png") + index_page.HERO)
     return pages + [index]

@@ -36,17 +36,17 @@ WIDE = {"optimizer_comparison.png", "lr_sensitivity.png", "mlp_multi_seed.png", 
         "mlp_pca_vs_isomap.png", "interpolation_1d.png", "hessian_spectrum.png"}  # comparison figures: a row each
 
 
-def write_index(path, title, subtitle, images, gifs, pages, numbers, config, summary=None) -> Path:
+def write_index(path, title, subtitle, images, gifs, pages, numbers, config, summary=None, lead=HERO) -> Path:
     """The results page a user opens first: the hero figure and the run's headline findings, then the
     interactive pages, every figure (comparison figures a full row each) and the animations; numbers,
     timings, model and config collapsed, with a link to summary.json. No script, nothing outside the folder.
 
     images, gifs, pages: lists of (file name relative to the page, caption); numbers: {section:
     [(name, value), ...]}; config: {field: value}; summary: summary.json's dict (findings, model,
-    skipped figures, timings), optional.
+    skipped figures, timings), optional. lead: file names, the first one in images leads the page.
     """
     esc, folder, summary = html.escape, Path(path).parent, summary or {}
-    hero = next((item for name in HERO for item in images if item[0] == name), images[0] if images else None)
+    hero = next((item for name in lead for item in images if item[0] == name), images[0] if images else None)
     rest = [item for item in images if item is not hero]
     lines = "".join(f"<li>{esc(line)}</li>" for line in findings.headline_findings(summary))
     skipped = "".join(f"<li><b>{esc(n)}</b>: {esc(str(why))}</li>" for n, why in summary.get("skipped", {}).items())

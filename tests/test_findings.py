@@ -58,7 +58,8 @@ def test_findings_state_the_run_numbers():
     text = "\n".join(lines)
     assert "the MLP to 0.06 (accuracy 97%), mean of 2 seeds" in text and "logistic regression to 0.31" in text
     assert "logistic regression ≈ 0 (convex)" in text and "the MLP -0.42 (non-convex)" in text
-    assert "Adam ended lowest at loss 0.01 by a winding path (efficiency 0.35" in text and "SGD+momentum diverged" in text
+    assert "Adam ended lowest at loss 0.01 by the least straight path (efficiency 0.35 against 0.9:" in text
+    assert "SGD+momentum diverged" in text
     assert "reached the stability line 2/lr at lr 0.5 and stayed below it elsewhere" in text
     assert "The MLP's path lies 3.1% off its PCA plane on average" in text
     assert "Adam on the optimizers plane (45% off)" in text
@@ -74,7 +75,7 @@ def test_findings_change_when_the_numbers_change():
     b["mode_connectivity"] = {"seed 0 - seed 1": {"barrier": 0.001, "end_losses": [0.05, 0.07]}}
     a_text, b_text = text_of(summary_a()), text_of(b)
     assert a_text != b_text
-    assert "SGD ended lowest at loss 0.001 by a nearly straight path (efficiency 0.9" in b_text
+    assert "SGD ended lowest at loss 0.001 by the straightest path (efficiency 0.9 against 0.35:" in b_text
     assert "stayed below the stability line 2/lr at every learning rate" in b_text
     assert "logistic regression -0.3 (non-convex)" in b_text
     assert "every run of the other planes lies on its plane" in b_text and "shadow" not in b_text
@@ -130,3 +131,12 @@ def test_shadows_are_counted_per_plane_when_several_leave_it():
     s["planes"]["optimizers"]["runs"]["SGD"]["drawn"] = "partial"
     text = text_of(s)
     assert "drawn as dashed shadows: 2 of 2 runs on the optimizers plane" in text
+
+
+def test_directness_ranks_a_path_against_the_others():
+    runs = {"A": {"efficiency": 0.6}, "B": {"efficiency": 0.8}, "C": {"efficiency": 0.5}, "D": {"efficiency": None}}
+    assert findings.directness("A", runs).startswith("the second straightest path (efficiency 0.6 against 0.8, 0.5:")
+    assert findings.directness("B", runs).startswith("the straightest path")
+    assert findings.directness("C", runs).startswith("the least straight path")
+    assert findings.directness("A", {"A": {"efficiency": 0.6}}) == \
+        "the straightest path (efficiency 0.6: straight distance / path length)"

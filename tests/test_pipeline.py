@@ -153,3 +153,16 @@ def test_ctrl_c_stops_with_one_line_and_leaves_no_partial_file(tmp_path):
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1].startswith("interrupted: finished files are intact")
     assert "Traceback" not in err and not list(tmp_path.glob(".partial-*"))
+
+
+def test_a_full_run_shows_only_its_own_figures_and_leads_with_its_model(quick_run, cache_dir, tmp_path):
+    """Another model's figure left in the folder by an earlier run is not on this run's page."""
+    Image.new("RGB", (40, 30)).save(tmp_path / "cnn_3d.png")
+    assert main.main(["--quick", f"--output_dir={tmp_path}", f"--cache_dir={cache_dir}"]) == 0
+    page = (tmp_path / "index.html").read_text()
+    assert "cnn_3d.png" not in page
+    hero = page[page.index("<section class='hero'>"):page.index("</section>")]
+    assert "src='mlp_3d.png'" in hero
+    # a partial run keeps showing what it left in place
+    assert main.main(["--quick", "--only=html", f"--output_dir={tmp_path}", f"--cache_dir={cache_dir}"]) == 0
+    assert "src='mlp_contour.png'" in (tmp_path / "index.html").read_text()
