@@ -159,11 +159,12 @@ def _barrier_lines(ax, lines, loss_name):
     values = np.concatenate([np.asarray(loss, float) for _, _, loss, _, _ in lines]) if lines else np.zeros(0)
     for pair_label, ts, loss, barrier, colour in lines:
         ts, loss = np.asarray(ts, float), np.asarray(loss, float)
-        ax.plot(ts, np.where(np.isfinite(loss), loss, np.nan), color=colour, lw=2,
-                label=f"{pair_label}: barrier {barrier:.3g}")
+        line, = ax.plot(ts, np.where(np.isfinite(loss), loss, np.nan), color=colour, lw=2,
+                        label=f"{pair_label}: barrier {barrier:.3g}")
         if np.isfinite(loss).any():
             top = int(np.nanargmax(np.where(np.isfinite(loss), loss, np.nan)))
-            ax.plot(ts[top], loss[top], marker="^", ms=8, color=colour, mec="black", zorder=5)
+            # the line's own colour: without one given, a second plot call would take the next in the cycle
+            ax.plot(ts[top], loss[top], marker="^", ms=8, color=line.get_color(), mec="black", zorder=5)
     if values.size and contour_levels(values)[1]:
         set_plain_log(ax)
     ax.set_xlabel("t along (1 − t) θ_a + t θ_b")

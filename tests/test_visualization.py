@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from matplotlib.colors import to_hex
 from PIL import Image
 
 import comparison_figures as cf
@@ -329,6 +330,26 @@ def test_multi_seed_minima_lines_and_small_panels(tmp_path, captured):
     small = [ax for ax in fig.axes if ax.get_title().startswith("seed ")]
     assert len(small) == 10 and small[3].get_title() == "seed 3\n(shadow: 20 % off plane)"
     assert dashed(next(line for line in small[3].lines if len(line.get_xdata()) > 1))
+
+
+@pytest.mark.parametrize("coloured", [True, False])
+def test_each_barrier_marker_has_its_lines_colour(tmp_path, captured, coloured):
+    """Given colours or the axes' own cycle: the ▲ on a line's highest point is that line's colour."""
+    surface, (coords, on_surface, _) = make_surface(), make_path()
+    ts = np.linspace(0, 1, 11)
+    lines = [(f"seed {a} – seed {b}", ts, 0.3 + 0.1 * (a + b) * np.sin(np.pi * ts), 0.1 * (a + b),
+              style.run_colour(a + b) if coloured else None) for a, b in ((0, 1), (0, 2), (1, 2))]
+    panels = [(surface, vis.PlanePath(coords, on_surface, "seed 0", colour=style.run_colour(0)))]
+    cf.plot_multi_seed(surface, np.array([[-0.5, -0.3], [0.6, -0.2], [0.0, 0.8]]), ["seed 0", "seed 1", "seed 2"],
+                       [0.31, 0.32, 0.33], lines, panels, "seeds", tmp_path / "m.png")
+    ax = next(ax for ax in captured[0].axes if ax.get_title().startswith("straight line"))
+    curves = [line for line in ax.lines if len(line.get_xdata()) > 1]
+    markers = [line for line in ax.lines if line.get_marker() == "^"]
+    assert len(curves) == len(markers) == 3
+    for curve, marker in zip(curves, markers):
+        assert to_hex(marker.get_color()) == to_hex(curve.get_color())
+        assert marker.get_ydata()[0] == pytest.approx(np.max(curve.get_ydata()))
+    assert len({to_hex(curve.get_color()) for curve in curves}) == 3
 
 
 # ---------------------------------------------------------------- figures: embeddings and lines
