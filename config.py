@@ -16,7 +16,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Config:
     # --- data ---
-    dataset: str = "classification"  # classification | moons | circles | breast_cancer
+    dataset: str = "classification"  # classification | moons | circles | breast_cancer | digits (8x8 images, 10 classes)
     n_samples: int = 1000  # points drawn for the synthetic data sets (breast_cancer has 569)
     n_features: int = 10  # input features of 'classification' (moons, circles: 2; breast_cancer: 30)
     noise: float = 0.1  # label noise (classification) or point jitter (moons, circles)

@@ -157,10 +157,11 @@ def print_report(summary: dict, written: list, out) -> None:
     for name, p in summary["planes"].items():
         for label, r in p["runs"].items():
             if name in ("logistic", summary["model"]["key"], "optimizers", "lr_sensitivity"):
+                share = 100 * r["on_surface_share"]  # under 1 %: often the shared start alone, so say how little
                 drawn = {"surface": "on the surface", "shadow": "as a shadow"}.get(
-                    r["drawn"], f"on the surface for {100 * r['on_surface_share']:.0f}% of checkpoints, else a shadow")
-                print(f"  plane {name:<15} {label:<26} residual {100 * r['residual_mean']:5.1f}%  gap "
-                      f"{r['gap_max']:.3f}  drawn {drawn}")
+                    r["drawn"], f"on the surface for {share:.{0 if share >= 1 else 1}f}% of checkpoints, else a shadow")
+                gap = f"gap {r['gap_max']:.3f} where on the surface" if r["drawn"] != "shadow" else "gap -"
+                print(f"  plane {name:<15} {label:<26} residual {100 * r['residual_mean']:5.1f}%  {gap}  drawn {drawn}")
     print(f"\n  {len(written) + 1} files, summary.json included, in {out}/ in {summary['timings_s']['total']:.1f} s")
     index = Path(out) / "index.html"
     if index.exists():
