@@ -123,7 +123,9 @@ def plot_multi_seed(minima_surface, minima_coords, minima_labels, minima_losses,
     fig = new_figure("multi_seed")
     rows = 1 if len(seed_panels) <= 5 else 2
     top, bottom = fig.subfigures(2, 1, height_ratios=[1.1, 0.15 + 0.5 * rows])  # no slack around square panels
-    plane_ax, line_ax = top.subplots(1, 2, width_ratios=[1.1, 1])
+    # an empty middle column keeps the colour bar's label apart from the line panel's axis label
+    plane_ax, gap, line_ax = top.subplots(1, 3, width_ratios=[1.1, 0.06, 1])
+    gap.axis("off")
     colours = [run_colour(k) for k in range(len(minima_labels))] if colours is None else colours
     notes = _minima_plane(plane_ax, minima_surface, minima_coords, minima_labels, minima_losses, colours,
                           loss_name)
@@ -154,12 +156,17 @@ def _minima_plane(ax, surface, coords, labels, losses, colours, loss_name) -> li
     return notes
 
 
+PAIR_STYLES = [("#333333", "-"), ("#333333", "--"), ("#333333", ":"), ("#333333", "-.")]  # dark grey: no seed has it
+
+
 def _barrier_lines(ax, lines, loss_name):
     """Loss along (1 - t) θ_a + t θ_b for each pair; the highest point marked with its barrier."""
     values = np.concatenate([np.asarray(loss, float) for _, _, loss, _, _ in lines]) if lines else np.zeros(0)
-    for pair_label, ts, loss, barrier, colour in lines:
+    for k, (pair_label, ts, loss, barrier, colour) in enumerate(lines):
         ts, loss = np.asarray(ts, float), np.asarray(loss, float)
-        line, = ax.plot(ts, np.where(np.isfinite(loss), loss, np.nan), color=colour, lw=2,
+        # a pair is no run: without a colour of its own it takes neutral ink, never a seed's colour
+        ink, dashes = PAIR_STYLES[k % len(PAIR_STYLES)] if colour is None else (colour, "-")
+        line, = ax.plot(ts, np.where(np.isfinite(loss), loss, np.nan), color=ink, ls=dashes, lw=2,
                         label=f"{pair_label}: barrier {barrier:.3g}")
         if np.isfinite(loss).any():
             top = int(np.nanargmax(np.where(np.isfinite(loss), loss, np.nan)))

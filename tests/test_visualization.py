@@ -349,7 +349,10 @@ def test_each_barrier_marker_has_its_lines_colour(tmp_path, captured, coloured):
     for curve, marker in zip(curves, markers):
         assert to_hex(marker.get_color()) == to_hex(curve.get_color())
         assert marker.get_ydata()[0] == pytest.approx(np.max(curve.get_ydata()))
-    assert len({to_hex(curve.get_color()) for curve in curves}) == 3
+    styles = {(to_hex(curve.get_color()), curve.get_linestyle()) for curve in curves}
+    assert len(styles) == 3  # the three pairs tell apart
+    if not coloured:  # neutral ink: no pair line borrows a seed's colour
+        assert not {colour for colour, _ in styles} & {to_hex(style.run_colour(k)) for k in range(10)}
 
 
 # ---------------------------------------------------------------- figures: embeddings and lines
