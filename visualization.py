@@ -177,8 +177,10 @@ def _style_3d(ax, bar, surface, is_log, lo, hi, loss_name):
         values = [v for v in ticker.LogLocator(subs=(1, 2, 5), numticks=8).tick_values(lo, hi) if lo <= v <= hi]
         for axis in (ax.zaxis, bar.ax.yaxis):
             axis.set_ticks(np.log10(values), [f"{v:g}" for v in values])
-    for axis in (ax.xaxis, ax.yaxis) + (() if is_log else (ax.zaxis,)):
+    for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_locator(ticker.MaxNLocator(5))
+    if not is_log:  # no tick below the surface: the floor under it is no loss value (it may sit below 0)
+        ax.zaxis.set_ticks([v for v in ticker.MaxNLocator(5).tick_values(lo, hi) if lo <= v <= hi])
     ax.set_xlabel(surface.plane.axis_labels()[0], labelpad=12)
     ax.set_ylabel(surface.plane.axis_labels()[1], labelpad=12)
     ax.set_zlabel(loss_name + (" (log scale)" if is_log else ""), labelpad=10)

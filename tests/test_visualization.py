@@ -95,6 +95,8 @@ def test_surface_3d_shadow_lies_dashed_on_the_floor_and_says_so(tmp_path, captur
     z = shadow.get_data_3d()[2]
     assert np.all(z == ax.get_zlim()[0])  # on the floor, below every surface value
     assert z[0] < surface.loss.min()
+    ticks = ax.get_zticks()  # the floor is no loss value: every tick reads a height the surface reaches
+    assert len(ticks) >= 3 and surface.loss.min() <= ticks.min() and ticks.max() <= surface.loss.max()
 
 
 def arrow_segments(ax):
