@@ -91,8 +91,9 @@ def _surface_trace(surface, scale, loss_name: str = "training loss", floor: floa
         finite = z[np.isfinite(z)]
         colour["contours"] = dict(z=dict(show=True, project_z=True, color="rgba(40, 40, 40, 0.55)", width=1,
                                          start=finite.min(), end=finite.max(), size=np.ptp(finite) / 12))
+    # over a floor the surface lets the shadows under it show through (0.92 hid them from above)
     return go.Surface(x=_compact(surface.alphas), y=_compact(surface.betas), z=_compact(z), colorscale="Viridis",
-                      opacity=0.92, colorbar=bar, name="loss surface", **colour,
+                      opacity=0.92 if floor is None else SEE_THROUGH, colorbar=bar, name="loss surface", **colour,
                       hovertemplate="a %{x:.3f}<br>b %{y:.3f}<br>surface loss %{z:.4g}<extra></extra>")
 
 
@@ -110,6 +111,7 @@ def _lift(surface) -> float:
 
 EYE = 1.77  # the camera's distance in the x-y plane, in box units
 FLOOR_INK = "#333333"  # a path on the pale floor of the single-run page: white would vanish there
+SEE_THROUGH = 0.6  # opacity of a surface with shadows under it, as in the 3D PNG's 0.75 at a darker floor
 FLOOR_DROP = 0.35  # the floor lies this share of the surface's range below its minimum, as in the 3D PNG
 
 

@@ -150,6 +150,8 @@ def test_a_shadow_run_lies_dashed_on_the_floor_in_its_own_colour(scene):
     assert shadow_path.line.color == "#D55E00" and shadow_ends.marker.color == "#D55E00"
     assert on_floor(shadow_path.z, floor_of(surface)) and on_floor(fig.layout.scene.zaxis.range[0], floor_of(surface))
     assert "surface loss" not in shadow_path.text[0] and "surface loss" in surface_path.text[0]
+    # the shadow under the surface shows through it; with nothing under it the surface stays nearly opaque
+    assert fig.data[0].opacity <= 0.6 < ip.runs_figure(surface, runs[:1], "t").data[0].opacity
     with pytest.raises(ValueError, match="drawn"):
         ip.runs_figure(surface, [(coords, drawn, true, "x", "lifted")], "t")
 
