@@ -20,7 +20,8 @@ GREY_EDGE = [patheffects.withStroke(linewidth=2.6, foreground="0.3")]  # a white
 
 
 def plot_plane_choice(panels, title, path, loss_name: str = "training loss"):
-    """The same path on several planes side by side, each with its own colour bar.
+    """The same path on several planes side by side, on one colour scale (a colour is the same loss in
+    every panel), each panel with its colour bar.
 
     panels: [(surface, PlanePath, panel_title)]; the caller's panel_title names the plane, its mean
     residual and its surface-vs-recorded gap. Each panel obeys its PlanePath.drawn ("surface", "shadow"
@@ -29,8 +30,10 @@ def plot_plane_choice(panels, title, path, loss_name: str = "training loss"):
     fig = new_figure("plane_choice")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     notes = []
+    runs = [run for _, run, _ in panels]
+    scale = loss_scale(np.concatenate([np.ravel(s.loss) for s, _, _ in panels]), *[r.losses for r in runs],
+                       cap=recorded_cap(runs))
     for k, (ax, (surface, run, panel_title)) in enumerate(zip(axes, panels)):
-        scale = loss_scale(surface.loss, run.losses, cap=recorded_cap([run]))
         notes += draw_background(ax, surface, scale=scale, loss_name=loss_name)
         notes += set_plane_axes(ax, surface.alphas, surface.betas, surface.plane.axis_labels())
         handle = draw_path(ax, run.coords, run.colour or run_colour(0), run.legend_label(), run.drawn)

@@ -490,3 +490,15 @@ def test_eigen_ratio_spectrum_and_plane_choice_take_a_mask(tmp_path, captured):
         np.testing.assert_allclose(np.c_[dash[0].get_data()], coords[:7])
         np.testing.assert_allclose(np.c_[solid[0].get_data()], coords[6:])
     assert "epochs 0–5 off the plane" in captured[0].axes[0].get_legend().get_texts()[0].get_text()
+
+
+def test_plane_choice_panels_share_one_colour_scale(tmp_path, captured):
+    """A colour is the same loss in every panel: the levels cover all three surfaces, the steepest included."""
+    surface, (coords, on_surface, _) = make_surface(), make_path()
+    steep = Surface(surface.alphas, surface.betas, 3 * surface.loss, surface.accuracy, surface.plane)
+    panels = [(s, vis.PlanePath(coords, on_surface, "GD"), name) for s, name in ((surface, "a"), (steep, "b"), (surface, "c"))]
+    cf.plot_plane_choice(panels, "planes", tmp_path / "p.png")
+    axes = [ax for ax in captured[0].axes if ax.get_title() in ("a", "b", "c")]
+    levels = [next(c for c in ax.collections if hasattr(c, "levels")).levels for ax in axes]
+    assert all(np.array_equal(levels[0], other) for other in levels[1:])
+    assert levels[0][0] <= surface.loss.min() and levels[0][-1] >= steep.loss.max()
