@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 REACHED = 0.9  # λmax within 10% of 2/lr counts as reaching the stability line (it hovers there, Cohen et al.)
+PAST = 1.5  # a peak beyond 1.5x the line went past it: the step overshoots there, it does not hover
 CONVEX_TOL = 1e-3  # |λmin| below this share of λmax is within the eigensolver's error (eigensolver.END_TOL): convex
 MAX_FINDINGS = 6
 SHADOWS_LISTED = 3  # planes named in the shadows finding; the rest are counted
@@ -132,13 +133,18 @@ def stability_finding(summary: dict) -> str | None:
                 f"{percent(c['lambda_max_peak'] / c['stability_line'])} of its stability line "
                 f"{c.get('stability_label') or 'of ' + readable(c['stability_line'])}.")
     rows.sort()
-    reached = [lr for lr, peak, line in rows if peak >= REACHED * line]
+    reached = [lr for lr, peak, line in rows if REACHED * line <= peak <= PAST * line]
+    past = [(lr, peak / line) for lr, peak, line in rows if peak > PAST * line]
     detail = "; ".join(f"lr {readable(lr)}: peak {readable(peak)} vs {readable(line)}" for lr, peak, line in rows)
-    if not reached:
+    if not reached and not past:
         return f"λmax stayed below the stability line 2/lr at every learning rate ({detail})."
-    return (f"λmax reached the stability line 2/lr at lr {', '.join(readable(lr) for lr in reached)} "
-            f"and stayed below it elsewhere ({detail})." if len(reached) < len(rows) else
-            f"λmax reached the stability line 2/lr at every learning rate ({detail}).")
+    parts = [f"reached the stability line 2/lr at lr {', '.join(readable(lr) for lr in reached)}"] if reached else []
+    parts += [f"went past it at lr {', '.join(f'{readable(lr)} ({ratio:.1f}x the line)' for lr, ratio in past)}"]\
+        if past else []
+    if not reached:
+        parts[0] = parts[0].replace("past it", "past the stability line 2/lr")
+    below = len(reached) + len(past) < len(rows)
+    return f"λmax {' and '.join(parts)}{' and stayed below it elsewhere' if below else ''} ({detail})."
 
 
 def plane_finding(summary: dict) -> str | None:

@@ -140,3 +140,13 @@ def test_directness_ranks_a_path_against_the_others():
     assert findings.directness("C", runs).startswith("the least straight path")
     assert findings.directness("A", {"A": {"efficiency": 0.6}}) == \
         "the straightest path (efficiency 0.6: straight distance / path length)"
+
+
+def test_a_peak_far_over_the_stability_line_is_said_to_go_past_it():
+    b = copy.deepcopy(summary_a())  # lr 0.05: peak 3.1 under its line 40; lr 0.5: 3.9, at its line 4
+    b["curvature"]["lr_sensitivity"]["SGD lr=0.05"]["lambda_max_peak"] = 280.0
+    assert findings.stability_finding(b).startswith(
+        "λmax reached the stability line 2/lr at lr 0.5 and went past it at lr 0.05 (7.0x the line) (lr 0.05: peak")
+    b["curvature"]["lr_sensitivity"]["SGD lr=0.5"]["lambda_max_peak"] = 1.0
+    assert findings.stability_finding(b).startswith(
+        "λmax went past the stability line 2/lr at lr 0.05 (7.0x the line) and stayed below it elsewhere (")
