@@ -9,6 +9,9 @@ CONVEX_TOL = 1e-3  # |λmin| below this share of λmax is within the eigensolver
 MAX_FINDINGS = 6
 SHADOWS_LISTED = 3  # planes named in the shadows finding; the rest are counted
 SHARED_PLANES = ("optimizers", "lr_sensitivity")  # planes several runs share: their shadows are named first
+PLANE_NAMES = {"optimizers": "optimiser", "lr_sensitivity": "learning-rate", "plane_choice/pca": "plane-choice PCA",
+               "plane_choice/filter_pca": "filter-normalised PCA", "three_minima": "three-minima",
+               "hessian_top2": "top-two Hessian eigenvector"}  # summary.json's keys as a reader names the planes
 
 
 def readable(x) -> str:
@@ -159,7 +162,7 @@ def plane_finding(summary: dict) -> str | None:
     shared_first = sorted(planes, key=lambda name: name not in SHARED_PLANES)  # the studies' planes lead
     others = {name: planes[name] for name in shared_first if name != main and planes[name].get("kind") != "random"
               and "random" not in name}
-    shadows = [_shadow_text(name, plane["runs"]) for name, plane in others.items()
+    shadows = [_shadow_text(plane_name(name), plane["runs"]) for name, plane in others.items()
                if any(r.get("drawn", "surface") != "surface" for r in plane.get("runs", {}).values())]
     if shadows:
         more = f" and {len(shadows) - SHADOWS_LISTED} more planes" if len(shadows) > SHADOWS_LISTED else ""
@@ -180,6 +183,11 @@ def _shadow_text(name: str, runs: dict) -> str:
     (label, r), = off.items()
     partly = ", partly" if r.get("drawn") == "partial" else ""
     return f"{label} on the {name} plane ({percent(r.get('residual_mean'))} off{partly})"
+
+
+def plane_name(key: str) -> str:
+    """A planes key of summary.json as the findings name it: 'optimizers' -> 'optimiser', 'seed 3' -> "seed 3's own"."""
+    return PLANE_NAMES.get(key, f"{key}'s own" if key.startswith("seed ") else key)
 
 
 def barrier_finding(summary: dict) -> str | None:

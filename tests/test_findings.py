@@ -62,7 +62,7 @@ def test_findings_state_the_run_numbers():
     assert "SGD+momentum diverged" in text
     assert "reached the stability line 2/lr at lr 0.5 and stayed below it elsewhere" in text
     assert "The MLP's path lies 3.1% off its PCA plane on average" in text
-    assert "Adam on the optimizers plane (45% off)" in text
+    assert "Adam on the optimiser plane (45% off)" in text
     assert "rises at most 0.4 above its ends (seed 0 - seed 1" in text and "separate basins" in text
 
 
@@ -123,14 +123,14 @@ def test_a_cnn_run_is_read_under_its_own_key_and_random_planes_are_left_out():
     text = text_of(s)
     assert "the CNN to 0.06" in text and "the CNN -0.42 (non-convex)" in text
     assert "The CNN's path lies 3.1% off its PCA plane" in text
-    assert "seed 0 on the plane_choice/filter_pca plane (61% off, partly)" in text and "random" not in text
+    assert "seed 0 on the filter-normalised PCA plane (61% off, partly)" in text and "random" not in text
 
 
 def test_shadows_are_counted_per_plane_when_several_leave_it():
     s = copy.deepcopy(summary_a())
     s["planes"]["optimizers"]["runs"]["SGD"]["drawn"] = "partial"
     text = text_of(s)
-    assert "drawn as dashed shadows: 2 of 2 runs on the optimizers plane" in text
+    assert "drawn as dashed shadows: 2 of 2 runs on the optimiser plane" in text
 
 
 def test_directness_ranks_a_path_against_the_others():
@@ -150,3 +150,8 @@ def test_a_peak_far_over_the_stability_line_is_said_to_go_past_it():
     b["curvature"]["lr_sensitivity"]["SGD lr=0.5"]["lambda_max_peak"] = 1.0
     assert findings.stability_finding(b).startswith(
         "λmax went past the stability line 2/lr at lr 0.05 (7.0x the line) and stayed below it elsewhere (")
+
+
+def test_plane_keys_read_as_names():
+    assert [findings.plane_name(k) for k in ("optimizers", "lr_sensitivity", "seed 3", "mlp")] == \
+        ["optimiser", "learning-rate", "seed 3's own", "mlp"]
