@@ -56,11 +56,46 @@ nav a {{ color: #fff; text-decoration: none; }}</style>
 """
 
 
+# Below NARROW_PX of width (a phone) the legend moves under the plot, the colour bar lies flat above it and
+# the tool bar stands on the right edge, so none of them covers the surface or the title; wider, the layout
+# the figure was built with comes back.
+NARROW_PX = 700
+FIT_SCRIPT = """
+var gd = document.getElementById('{plot_id}'), narrow = null, slider = (gd.layout.sliders || []).length > 0;
+var wide = {legend: Object.assign({}, gd.layout.legend), margin: Object.assign({}, gd.layout.margin)};
+var bars = gd.data.map(function (t, i) { return t.type === 'surface' ? i : -1; }).filter(function (i) { return i >= 0; });
+var wideBars = bars.map(function (i) {
+  var bar = gd.data[i].colorbar || {};
+  return [bar.len, bar.thickness, (bar.title || {}).side];
+});
+function fit() {
+  var now = gd.clientWidth < %d;
+  if (now === narrow) return;
+  narrow = now;
+  Plotly.relayout(gd, narrow
+    ? Object.assign({'legend.orientation': 'h', 'legend.x': 0, 'legend.font.size': 9, 'legend.title.side': 'top',
+       'modebar.orientation': 'v', 'title.font.size': 12}, slider  // the slider keeps the bottom: legend on top
+       ? {'legend.y': 1, 'legend.yanchor': 'bottom', 'margin.t': 150, 'title.y': 0.99, 'title.yanchor': 'top'}
+       : {'legend.y': 0, 'legend.yanchor': 'top', 'margin.b': 150})
+    : {legend: wide.legend, margin: wide.margin, 'modebar.orientation': 'h', 'title.font.size': null,
+       'title.y': null, 'title.yanchor': null});
+  bars.forEach(function (i, k) {
+    Plotly.restyle(gd, narrow ? {'colorbar.len': 0.45, 'colorbar.thickness': 10, 'colorbar.title.side': 'right'}
+                              : {'colorbar.len': wideBars[k][0], 'colorbar.thickness': wideBars[k][1],
+                                 'colorbar.title.side': wideBars[k][2]}, [i]);
+  });
+}
+fit();
+window.addEventListener('resize', fit);
+""" % NARROW_PX
+
+
 def write_page(fig: go.Figure, path, title: str) -> Path:
     """A page that fills the window under a link back to index.html and loads only the shared local
-    plotly.js: no CDN, no MathJax, no auto-play."""
+    plotly.js: no CDN, no MathJax, no auto-play; on a phone its legend and colour bar move off the plot."""
     plot = fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False, auto_play=False,
-                       default_height=f"calc(100vh - {BAR_PX}px)", config={"displaylogo": False, "responsive": True})
+                       default_height=f"calc(100vh - {BAR_PX}px)", config={"displaylogo": False, "responsive": True},
+                       post_script=FIT_SCRIPT)
     page = PAGE.format(title=html.escape(title), script=plotly_asset(Path(path).parent), plot=plot, bar=BAR_PX)
     return write_text(path, page)
 

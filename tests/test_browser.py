@@ -183,3 +183,20 @@ def test_a_3d_page_links_back_to_the_index(browser, pages):
     page.wait_for_url("**/index.html")
     assert "mlp_3d.html" in page.content() and not errors
     page.close()
+
+
+def test_a_3d_page_on_a_phone_moves_its_legend_under_the_plot_and_back(browser, pages):
+    """Under interactive_plots.NARROW_PX the legend lies under the plot and the colour bar is shorter; wider,
+    the figure's own layout returns; no sideways scrolling at either width."""
+    page, errors, _ = open_page(browser, pages[1], width=390, height=844)
+    page.wait_for_selector(".js-plotly-plot .gl-container canvas", timeout=20000)
+    state = "() => { const gd = document.querySelector('.js-plotly-plot'); " \
+            "return [gd.layout.legend.orientation || 'v', gd.data[0].colorbar.len, document.documentElement.scrollWidth]; }"
+    orientation, bar, width = page.evaluate(state)
+    assert orientation == "h" and bar < 0.75 and width <= 390
+    page.set_viewport_size({"width": 1200, "height": 800})
+    page.wait_for_timeout(500)
+    orientation, bar, width = page.evaluate(state)
+    assert orientation == "v" and bar == 0.75 and width <= 1200
+    assert not errors, errors
+    page.close()
