@@ -116,7 +116,7 @@ def plot_eigen_ratio(alphas, betas, ratio, path_coords, axis_labels, title, path
     notes = nonfinite_note(ratio, "ratios", "light grey") + set_plane_axes(ax, alphas, betas, axis_labels)
     ax.set_xlim(*_cell_edges(alphas))  # whole cells: each value is drawn centred on its grid point
     ax.set_ylim(*_cell_edges(betas))
-    legend_below(ax, handles + marker_handles())
+    legend_below(ax, handles + marker_handles(), ncol=1)  # one column: the shadow label is long
     ax.set_title(title)
     return finish(fig, notes, path)
 

@@ -241,9 +241,12 @@ def curvature_figures(out, results) -> list:
     if "eigen_ratio" in curvature:
         alphas, betas, ratio = curvature["eigen_ratio"]
         scape = results["scapes"][main]
-        written.append(cvf.plot_eigen_ratio(alphas, betas, ratio, scape.paths[0].coords,
+        p = scape.paths[0]  # the map is the plane's curvature: off the plane it is not the path's (shadow rule)
+        written.append(cvf.plot_eigen_ratio(alphas, betas, ratio, p.coords,
                                             scape.surface.plane.axis_labels(), f"{model}: convexity map |λmin/λmax|",
-                                            output_path(out, f"{main}_eigen_ratio.png"), surface=scape.surface))
+                                            output_path(out, f"{main}_eigen_ratio.png"), surface=scape.surface,
+                                            drawn=p.on_surface, colour=run_colours(results).get(p.run.label),
+                                            steps=_np(p.run.trajectory.steps)))
     return written
 
 

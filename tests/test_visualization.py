@@ -502,3 +502,18 @@ def test_plane_choice_panels_share_one_colour_scale(tmp_path, captured):
     levels = [next(c for c in ax.collections if hasattr(c, "levels")).levels for ax in axes]
     assert all(np.array_equal(levels[0], other) for other in levels[1:])
     assert levels[0][0] <= surface.loss.min() and levels[0][-1] >= steep.loss.max()
+
+
+def test_eigen_ratio_map_dashes_the_shadow_and_keeps_every_text_inside_the_figure(tmp_path, captured):
+    """A path partly off its plane: dashed there, named in a legend that still leaves room for the title."""
+    a = np.linspace(-1, 1, 5)
+    ratio = np.random.default_rng(0).uniform(0, 1, size=(5, 5))
+    cvf.plot_eigen_ratio(a, a, ratio, np.c_[a, a], ("PC1", "PC2"), "MLP: convexity map |λmin/λmax|",
+                         tmp_path / "r.png", drawn=np.arange(5) >= 2, steps=np.arange(5))
+    fig = captured[0]
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "training path (dashed: shadow, epochs 0–1 off the plane)" in legend
+    assert any(dashed(line) for line in ax.lines if len(line.get_xdata()) > 1)
+    ink = np.asarray(Image.open(tmp_path / "r.png").convert("L")) < 128  # the title's glyphs are dark
+    assert not ink[:3].any() and not ink[-3:].any()  # a margin above the title and below the legend: nothing cut
