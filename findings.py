@@ -200,8 +200,9 @@ def barrier_finding(summary: dict) -> str | None:
     end = sum(ends) / len(ends)
     verdict = ("separate basins" if barrier > end else "linearly connected" if barrier < 0.1 * max(end, 1e-3)
                else "a low ridge between them")
+    among = f", the highest of all {len(pairs)} pairs" if len(pairs) > 3 else ""  # the figure draws three seeds' pairs
     return (f"Between seeds' minima the straight line rises at most {readable(barrier)} above its ends "
-            f"({pair}, end losses about {readable(end)}): {verdict}.")
+            f"({pair}{among}, end losses about {readable(end)}): {verdict}.")
 
 
 def number_tables(summary: dict) -> dict:

@@ -155,3 +155,13 @@ def test_a_peak_far_over_the_stability_line_is_said_to_go_past_it():
 def test_plane_keys_read_as_names():
     assert [findings.plane_name(k) for k in ("optimizers", "lr_sensitivity", "seed 3", "mlp")] == \
         ["optimiser", "learning-rate", "seed 3's own", "mlp"]
+
+
+def test_the_barrier_finding_says_when_its_pair_is_one_of_many():
+    b = copy.deepcopy(summary_a())
+    b["mode_connectivity"] = {f"seed {i} - seed {j}": {"barrier": 0.01 * (i + j), "end_losses": [0.2, 0.2]}
+                              for i in range(4) for j in range(i + 1, 4)}
+    assert "(seed 2 - seed 3, the highest of all 6 pairs, end losses about 0.2)" in findings.barrier_finding(b)
+    for pair in ("seed 2 - seed 3", "seed 1 - seed 3", "seed 0 - seed 3"):  # three seeds: the figure's pairs
+        del b["mode_connectivity"][pair]
+    assert "(seed 1 - seed 2, end losses" in findings.barrier_finding(b)
