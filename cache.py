@@ -53,7 +53,6 @@ class StageCache:
         self.hits, self.misses = self.hits + hit, self.misses + (not hit)
         return result
 
-
     def drawn(self, stage: str, key: dict, out, draw) -> tuple:
         """draw() -> (paths written under folder out, a picklable extra), cached as the files' bytes: a rerun
         whose results and drawing inputs are unchanged writes the same bytes again (atomically, into its own

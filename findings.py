@@ -7,6 +7,7 @@ REACHED = 0.9  # λmax within 10% of 2/lr counts as reaching the stability line 
 PAST = 1.5  # a peak beyond 1.5x the line went past it: the step overshoots there, it does not hover
 CONVEX_TOL = 1e-3  # |λmin| below this share of λmax is within the eigensolver's error (eigensolver.END_TOL): convex
 MAX_FINDINGS = 6
+ORDINALS = {2: "second", 3: "third"}
 SHADOWS_LISTED = 3  # planes named in the shadows finding; the rest are counted
 SHARED_PLANES = ("optimizers", "lr_sensitivity")  # planes several runs share: their shadows are named first
 PLANE_NAMES = {"optimizers": "optimiser", "lr_sensitivity": "learning-rate", "plane_choice/pca": "plane-choice PCA",
@@ -103,7 +104,7 @@ def directness(label: str, runs: dict) -> str:
     others = [s["efficiency"] for other, s in runs.items() if other != label and s.get("efficiency") is not None]
     rank = 1 + sum(e > mine for e in others)
     place = ("straightest" if rank == 1 else "least straight" if rank == len(others) + 1
-             else f"{ {2: 'second', 3: 'third'}.get(rank, f'{rank}th')} straightest")
+             else f"{ORDINALS.get(rank, f'{rank}th')} straightest")
     against = f" against {', '.join(readable(e) for e in others)}" if others else ""
     return f"the {place} path (efficiency {readable(mine)}{against}: straight distance / path length)"
 
@@ -142,10 +143,9 @@ def stability_finding(summary: dict) -> str | None:
     if not reached and not past:
         return f"λmax stayed below the stability line 2/lr at every learning rate ({detail})."
     parts = [f"reached the stability line 2/lr at lr {', '.join(readable(lr) for lr in reached)}"] if reached else []
-    parts += [f"went past it at lr {', '.join(f'{readable(lr)} ({ratio:.1f}x the line)' for lr, ratio in past)}"]\
-        if past else []
-    if not reached:
-        parts[0] = parts[0].replace("past it", "past the stability line 2/lr")
+    if past:
+        parts.append(f"went past {'it' if reached else 'the stability line 2/lr'} at lr "
+                     + ", ".join(f"{readable(lr)} ({ratio:.1f}x the line)" for lr, ratio in past))
     below = len(reached) + len(past) < len(rows)
     return f"λmax {' and '.join(parts)}{' and stayed below it elsewhere' if below else ''} ({detail})."
 

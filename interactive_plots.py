@@ -56,9 +56,9 @@ nav a {{ color: #fff; text-decoration: none; }}</style>
 """
 
 
-# Below NARROW_PX of width (a phone) the legend moves under the plot, the colour bar lies flat above it and
-# the tool bar stands on the right edge, so none of them covers the surface or the title; wider, the layout
-# the figure was built with comes back.
+# Below NARROW_PX of width (a phone) the legend moves under the plot (over it where a slider keeps the
+# bottom), the colour bar gets shorter with its title on its side and the tool bar stands on the right edge,
+# so none of them covers the surface or the title; wider, the layout the figure was built with comes back.
 NARROW_PX = 700
 FIT_SCRIPT = """
 var gd = document.getElementById('{plot_id}'), narrow = null, slider = (gd.layout.sliders || []).length > 0;
