@@ -99,14 +99,22 @@ def random_plane(center: torch.Tensor, layout, seed: int = 0, norm: str = "filte
     return Plane(center.clone(), u, v, "random", names=("random direction 1", "random direction 2"))
 
 
-def shared_plane(trajectories, center: torch.Tensor) -> Plane:
+SHARED_WEIGHTINGS = ("checkpoints", "extent")  # how shared_plane weighs each run (stages picks by coverage)
+
+
+def shared_plane(trajectories, center: torch.Tensor, weighting: str = "checkpoints") -> Plane:
     """One orthonormal plane through center (e.g. the runs' common initialisation) that covers several runs.
 
     Each run's displacements from center are weighted by 1/sqrt(its checkpoints), so every run
     counts equally in the least-squares fit however long it trained: a run that stopped early
-    is not left off the plane by one that went on.
+    is not left off the plane by one that went on. weighting="extent" also divides them by the run's
+    largest displacement, so a run that went 3x further does not count 9x more.
     """
+    if weighting not in SHARED_WEIGHTINGS:
+        raise ValueError(f"weighting {weighting!r}: expected one of {', '.join(SHARED_WEIGHTINGS)}")
     parts = [(t.params - center).double() / len(t) ** 0.5 for t in trajectories]
+    if weighting == "extent":
+        parts = [p / p.norm(dim=1).max().clamp_min(1e-300) for p in parts]
     return pca_plane(torch.cat(parts) + center.double(), center.double()).to(center.dtype)
 
 

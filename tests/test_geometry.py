@@ -221,3 +221,36 @@ def test_a_straight_path_still_gets_a_plane_that_holds_it(tiny_run):
     assert torch.allclose(gram, torch.eye(2, dtype=torch.float64), atol=1e-5)
     with pytest.raises(ValueError, match="no direction"):
         pca_plane(torch.stack([two[-1], two[-1]]), two[-1])
+
+
+def test_shared_plane_by_extent_fits_each_run_scaled_to_its_own_reach(tiny_mlp, tiny_data):
+    from projection import shared_plane
+    from training import OptimizerSpec, train_optimizers
+    specs = [OptimizerSpec("sgd", "sgd", 0.1), OptimizerSpec("momentum", "sgd", 0.5, momentum=0.9)]
+    runs = train_optimizers(tiny_mlp, tiny_data.X, tiny_data.y, specs, 15)
+    plane = shared_plane(runs, tiny_mlp.theta0, "extent")
+    points = [(r.params - plane.center).double() / len(r) ** 0.5 for r in runs]
+    points = torch.cat([p / p.norm(dim=1).max() for p in points])
+    kept = (points @ plane.basis().double()).norm() ** 2
+    _, s, _ = torch.linalg.svd(points, full_matrices=False)
+    assert kept.item() == pytest.approx((s[:2] ** 2).sum().item(), rel=1e-6)
+    assert not torch.allclose(plane.u, shared_plane(runs, tiny_mlp.theta0).u)  # the two weightings differ here
+    with pytest.raises(ValueError, match="weighting"):
+        shared_plane(runs, tiny_mlp.theta0, "speed")
+
+
+def test_the_shared_landscape_takes_the_weighting_that_draws_most_checkpoints_on_its_surface(tiny_mlp, tiny_data):
+    import stages
+    from cache import StageCache
+    from config import Config
+    from projection import SHARED_WEIGHTINGS, shared_plane
+    from training import OptimizerSpec
+    runs = [stages.train_run(StageCache(None), tiny_mlp, tiny_data, OptimizerSpec(f"lr={lr}", "sgd", lr), 20, None, 0,
+                             f"lr={lr}", {"data": "tiny", "lr": lr}) for lr in (0.05, 0.5, 2.0)]
+    scape = stages.shared_landscape(StageCache(None), tiny_mlp, tiny_data, runs, Config(vis_resolution=5))
+    chosen = np.mean([p.on_surface.mean() for p in scape.paths])
+    coverage = {}
+    for weighting in SHARED_WEIGHTINGS:
+        plane = shared_plane([r.trajectory for r in runs], tiny_mlp.theta0, weighting)
+        coverage[weighting] = np.mean([stages.path_on(tiny_mlp, tiny_data, plane, r).on_surface.mean() for r in runs])
+    assert chosen == max(coverage.values())
