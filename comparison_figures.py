@@ -53,6 +53,10 @@ def _outside_note(ax, run, surface, where) -> list:
 
 # ---------------------------------------------------------------- flat versus sharp minima
 
+SHARPNESS_LINE_HEIGHT = 5.2  # inches of the 1-D panel
+SHARPNESS_ROW_WIDTH, SHARPNESS_LABELS = 10.5, 1.2  # inches the square panels share; their titles and axis labels
+
+
 def plot_sharpness(ts, lines, surfaces, title, path, loss_name: str = "training loss",
                    direction: str = "a filter-normalised random direction"):
     """Flat versus sharp minima: the loss along one filter-normalised random direction through each
@@ -62,8 +66,10 @@ def plot_sharpness(ts, lines, surfaces, title, path, loss_name: str = "training 
     drawn on one shared axis range and one shared colour scale.
     """
     fig = new_figure("sharpness")
-    if surfaces:  # the line on top, the small panels in a row under it
-        upper, lower = fig.subfigures(2, 1, height_ratios=[1, 0.95])
+    if surfaces:  # the line on top, the small square panels in a row under it, the figure as tall as they need
+        lower_height = SHARPNESS_ROW_WIDTH / max(len(surfaces), 3) + SHARPNESS_LABELS
+        fig.set_figheight(SHARPNESS_LINE_HEIGHT + lower_height)
+        upper, lower = fig.subfigures(2, 1, height_ratios=[SHARPNESS_LINE_HEIGHT, lower_height])
     else:
         upper, lower = fig, None
     ax = upper.subplots()

@@ -38,10 +38,11 @@ def make_path(n=15):
     return coords, bowl(*coords.T), -np.stack([2 * coords[:, 0], 4 * coords[:, 1]], axis=1)
 
 
-def assert_real_png(path, kind):
-    """The file reopens as an image of figsize * DPI pixels with real content (not one flat colour)."""
+def assert_real_png(path, kind, height=None):
+    """The file reopens as an image of figsize * DPI pixels (height: inches, where the figure sets its own)
+    with real content (not one flat colour)."""
     with Image.open(path) as image:
-        width, height = style.FIGSIZES[kind]
+        width, height = style.FIGSIZES[kind][0], height or style.FIGSIZES[kind][1]
         assert image.size == (round(width * style.DPI), round(height * style.DPI))
         pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(np.int32)
     assert len(np.unique(pixels[:, 0] << 16 | pixels[:, 1] << 8 | pixels[:, 2])) > 64  # distinct colours
@@ -304,7 +305,8 @@ def test_sharpness_shares_one_colour_scale_and_axis_range(tmp_path, captured):
     flat, sharp = make_surface(lambda a, b: 0.2 + 0.1 * (a ** 2 + b ** 2)), make_surface(lambda a, b: 0.1 + 3 * a ** 2 + b ** 2)
     out = cf.plot_sharpness(ts, lines, [("lr=0.05", flat, "#0072B2"), ("lr=2", sharp, "#D55E00")], "minima",
                             tmp_path / "s.png")
-    assert_real_png(out, "sharpness")
+    # as tall as the line panel and one row of square panels (at least 3 to a row): no empty band between
+    assert_real_png(out, "sharpness", cf.SHARPNESS_LINE_HEIGHT + cf.SHARPNESS_ROW_WIDTH / 3 + cf.SHARPNESS_LABELS)
     panels = [ax for ax in captured[0].axes if hasattr(ax, "filled")]
     assert len(panels) == 2
     norms = [(ax.filled.norm.vmin, ax.filled.norm.vmax) for ax in panels]
