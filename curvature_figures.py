@@ -136,7 +136,7 @@ def plot_spectrum(densities, top_surface, title, path, axis_labels=None, top_pat
     the plane's own. top_path: optional PlanePath drawn by its own rule (dashed where a shadow).
     """
     fig = new_figure("spectrum")
-    dens_ax, plane_ax = fig.subplots(1, 2, width_ratios=[1, 1.05])
+    dens_ax, plane_ax = fig.subplots(1, 2, width_ratios=[1.45, 1])  # the square plane panel needs less width
     values = []
     for k, (label, grid, density) in enumerate(densities):
         density = np.asarray(density, dtype=float)
