@@ -165,7 +165,8 @@ def plane_finding(summary: dict) -> str | None:
     shadows = [_shadow_text(plane_name(name), plane["runs"]) for name, plane in others.items()
                if any(r.get("drawn", "surface") != "surface" for r in plane.get("runs", {}).values())]
     if shadows:
-        more = f" and {len(shadows) - SHADOWS_LISTED} more planes" if len(shadows) > SHADOWS_LISTED else ""
+        extra = len(shadows) - SHADOWS_LISTED
+        more = f" and {extra} more plane{'s' if extra > 1 else ''}" if extra > 0 else ""
         parts.append("where runs leave their plane they are drawn as dashed shadows: "
                      + ", ".join(shadows[:SHADOWS_LISTED]) + more)
     elif any(p.get("runs") for p in others.values()):

@@ -165,3 +165,11 @@ def test_the_barrier_finding_says_when_its_pair_is_one_of_many():
     for pair in ("seed 2 - seed 3", "seed 1 - seed 3", "seed 0 - seed 3"):  # three seeds: the figure's pairs
         del b["mode_connectivity"][pair]
     assert "(seed 1 - seed 2, end losses" in findings.barrier_finding(b)
+
+
+@pytest.mark.parametrize("extra, words", [(1, "and 1 more plane."), (2, "and 2 more planes.")])
+def test_planes_beyond_the_listed_ones_are_counted_in_good_english(extra, words):
+    s = copy.deepcopy(summary_a())
+    for k in range(findings.SHADOWS_LISTED - 1 + extra):  # the optimizers plane has a shadow already
+        s["planes"][f"seed {k + 1}"] = {"runs": {f"seed {k + 1}": {"residual_mean": 0.2, "drawn": "partial"}}}
+    assert findings.plane_finding(s).endswith(words)
