@@ -101,12 +101,15 @@ def directness(label: str, runs: dict) -> str:
     """How straight label's path was against the other runs' (efficiency: straight distance / path length):
     a ranking, because an absolute word ("fairly direct") read as praise for the least direct of three."""
     mine = runs[label]["efficiency"]
-    others = [s["efficiency"] for other, s in runs.items() if other != label and s.get("efficiency") is not None]
+    others = [s["efficiency"] for other, s in runs.items()
+              if other != label and s.get("efficiency") is not None and math.isfinite(s["efficiency"])]
+    if not others or not math.isfinite(mine):  # nothing to rank against
+        return f"a path of efficiency {readable(mine)} (straight distance / path length)"
     rank = 1 + sum(e > mine for e in others)
     place = ("straightest" if rank == 1 else "least straight" if rank == len(others) + 1
              else f"{ORDINALS.get(rank, f'{rank}th')} straightest")
-    against = f" against {', '.join(readable(e) for e in others)}" if others else ""
-    return f"the {place} path (efficiency {readable(mine)}{against}: straight distance / path length)"
+    against = ", ".join(readable(e) for e in others)
+    return f"the {place} path (efficiency {readable(mine)} against {against}: straight distance / path length)"
 
 
 def optimizer_finding(summary: dict) -> str | None:
@@ -145,7 +148,7 @@ def stability_finding(summary: dict) -> str | None:
     parts = [f"reached the stability line 2/lr at lr {', '.join(readable(lr) for lr in reached)}"] if reached else []
     if past:
         parts.append(f"went past {'it' if reached else 'the stability line 2/lr'} at lr "
-                     + ", ".join(f"{readable(lr)} ({ratio:.1f}x the line)" for lr, ratio in past))
+                     + ", ".join(f"{readable(lr)} ({readable(ratio)}x the line)" for lr, ratio in past))
     below = len(reached) + len(past) < len(rows)
     return f"λmax {' and '.join(parts)}{' and stayed below it elsewhere' if below else ''} ({detail})."
 
@@ -183,7 +186,8 @@ def _shadow_text(name: str, runs: dict) -> str:
                 + (f" ({wholly} wholly)" if 0 < wholly < len(off) else " (wholly)" if wholly else " (in part)"))
     (label, r), = off.items()
     partly = ", partly" if r.get("drawn") == "partial" else ""
-    return f"{label} on the {name} plane ({percent(r.get('residual_mean'))} off{partly})"
+    where = "its own plane" if name == plane_name(label) else f"the {name} plane"  # a seed on its own plane
+    return f"{label} on {where} ({percent(r.get('residual_mean'))} off{partly})"
 
 
 def plane_name(key: str) -> str:

@@ -62,11 +62,12 @@ nav a {{ color: #fff; text-decoration: none; }}</style>
 NARROW_PX = 700
 FIT_SCRIPT = """
 var gd = document.getElementById('{plot_id}'), narrow = null, slider = (gd.layout.sliders || []).length > 0;
-var wide = {legend: Object.assign({}, gd.layout.legend), margin: Object.assign({}, gd.layout.margin)};
+function copy(value) { return value === undefined ? null : JSON.parse(JSON.stringify(value)); }  // null: unset
+var wide = {legend: copy(gd.layout.legend || {}), margin: copy(gd.layout.margin || {})};
 var bars = gd.data.map(function (t, i) { return t.type === 'surface' ? i : -1; }).filter(function (i) { return i >= 0; });
 var wideBars = bars.map(function (i) {
   var bar = gd.data[i].colorbar || {};
-  return [bar.len, bar.thickness, (bar.title || {}).side];
+  return [copy(bar.len), copy(bar.thickness), copy((bar.title || {}).side)];
 });
 function fit() {
   var now = gd.clientWidth < %d;
@@ -77,7 +78,7 @@ function fit() {
        'modebar.orientation': 'v', 'title.font.size': 12}, slider  // the slider keeps the bottom: legend on top
        ? {'legend.y': 1, 'legend.yanchor': 'bottom', 'margin.t': 150, 'title.y': 0.99, 'title.yanchor': 'top'}
        : {'legend.y': 0, 'legend.yanchor': 'top', 'margin.b': 150})
-    : {legend: wide.legend, margin: wide.margin, 'modebar.orientation': 'h', 'title.font.size': null,
+    : {legend: copy(wide.legend), margin: copy(wide.margin), 'modebar.orientation': 'h', 'title.font.size': null,
        'title.y': null, 'title.yanchor': null});
   bars.forEach(function (i, k) {
     Plotly.restyle(gd, narrow ? {'colorbar.len': 0.45, 'colorbar.thickness': 10, 'colorbar.title.side': 'right'}

@@ -24,6 +24,10 @@ RELUS = {aten.relu.default, aten.relu_.default}
 FIRST_LAYERS = {aten.addmm.default: 1, aten.mm.default: 0, aten.convolution.default: 0, aten.linear.default: 0}
 WEIGHT_VIEWS = {aten.t.default, aten.transpose.int, aten.permute.default}
 FRESH = {aten.addmm.default, aten.mm.default, aten.convolution.default}  # ops whose output is a new tensor
+# Ops whose output size, or a Python number read from them, depends on the values: make_fx records what
+# they gave at θ0, so a per-point graph would reuse that count at every point (a wrong surface, silently).
+DATA_DEPENDENT = {aten.nonzero.default, aten.masked_select.default, aten._local_scalar_dense.default,
+                  aten.argwhere.default, aten.unique_dim.default, aten._unique2.default, aten.unique_consecutive.default}
 # Widest second Linear the "prefix" path takes. Its tiles do elementwise work per output column on
 # every switching pair, the split path one matrix product: measured (one thread, n = 1000, 51x51
 # random plane, 10-h-C-1 MLPs) the tiles win 1.7-2x at C = 1 and 1.3x at C = 2, lose at C = 4 with
@@ -146,6 +150,8 @@ def point_graph(fm, X: torch.Tensor) -> fx.GraphModule | None:
     cached = _structures.setdefault(fm.module, {})
     if key not in cached:
         traced = _traced(fm, X)
+        if traced is not None and any(_data_dependent(node) for node in traced.graph.nodes):
+            traced = None  # vmap meets the same op and says so, instead of a surface of θ0's counts
         if traced is not None:
             for node in traced.graph.nodes:  # nothing else reads that output: no copy needed
                 if node.target == aten.relu.default and node.args[0].target in FRESH and len(node.args[0].users) == 1:
@@ -153,6 +159,17 @@ def point_graph(fm, X: torch.Tensor) -> fx.GraphModule | None:
             traced.recompile()
         cached[key] = traced
     return cached[key]
+
+
+def _data_dependent(node) -> bool:
+    """Whether node's result depends on the values in a way a trace freezes: DATA_DEPENDENT, or boolean-mask
+    indexing (x[x > 0] has as many elements as there are positives)."""
+    if node.target in DATA_DEPENDENT:
+        return True
+    if node.target in (aten.index.Tensor, aten.index_put.default, aten.index_put_.default):
+        masks = [i for i in node.args[1] if isinstance(i, fx.Node)]
+        return any(getattr(i.meta.get("val"), "dtype", None) == torch.bool for i in masks)
+    return False
 
 
 def split_for(fm, X: torch.Tensor, depth: int = 1) -> Split | None:

@@ -190,13 +190,19 @@ def test_a_3d_page_on_a_phone_moves_its_legend_under_the_plot_and_back(browser, 
     the figure's own layout returns; no sideways scrolling at either width."""
     page, errors, _ = open_page(browser, pages[1], width=390, height=844)
     page.wait_for_selector(".js-plotly-plot .gl-container canvas", timeout=20000)
-    state = "() => { const gd = document.querySelector('.js-plotly-plot'); " \
-            "return [gd.layout.legend.orientation || 'v', gd.data[0].colorbar.len, document.documentElement.scrollWidth]; }"
-    orientation, bar, width = page.evaluate(state)
-    assert orientation == "h" and bar < 0.75 and width <= 390
-    page.set_viewport_size({"width": 1200, "height": 800})
-    page.wait_for_timeout(500)
-    orientation, bar, width = page.evaluate(state)
-    assert orientation == "v" and bar == 0.75 and width <= 1200
+    state = "() => { const gd = document.querySelector('.js-plotly-plot'), bar = gd._fullData[0].colorbar; " \
+            "return [gd._fullLayout.legend.orientation, gd._fullLayout.margin.b, bar.len, bar.thickness, " \
+            "document.documentElement.scrollWidth]; }"
+    narrow = page.evaluate(state)
+    assert narrow[0] == "h" and narrow[2] < 0.75 and narrow[4] <= 390
+    for width in (1200, 390, 1200, 390, 1200):  # back and forth: each width always gets its own layout
+        page.set_viewport_size({"width": width, "height": 800})
+        page.wait_for_timeout(400)
+        now = page.evaluate(state)
+        assert now[4] <= width
+        if width == 390:
+            assert now[:4] == narrow[:4]
+        else:
+            assert now[0] == "v" and now[2] == 0.75 and now[3] == 30 and now[1] < narrow[1]
     assert not errors, errors
     page.close()

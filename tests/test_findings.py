@@ -138,18 +138,18 @@ def test_directness_ranks_a_path_against_the_others():
     assert findings.directness("A", runs).startswith("the second straightest path (efficiency 0.6 against 0.8, 0.5:")
     assert findings.directness("B", runs).startswith("the straightest path")
     assert findings.directness("C", runs).startswith("the least straight path")
-    assert findings.directness("A", {"A": {"efficiency": 0.6}}) == \
-        "the straightest path (efficiency 0.6: straight distance / path length)"
+    assert findings.directness("A", {"A": {"efficiency": 0.6}, "D": {"efficiency": None}}) == \
+        "a path of efficiency 0.6 (straight distance / path length)"  # nothing to rank it against
 
 
 def test_a_peak_far_over_the_stability_line_is_said_to_go_past_it():
     b = copy.deepcopy(summary_a())  # lr 0.05: peak 3.1 under its line 40; lr 0.5: 3.9, at its line 4
     b["curvature"]["lr_sensitivity"]["SGD lr=0.05"]["lambda_max_peak"] = 280.0
     assert findings.stability_finding(b).startswith(
-        "λmax reached the stability line 2/lr at lr 0.5 and went past it at lr 0.05 (7.0x the line) (lr 0.05: peak")
+        "λmax reached the stability line 2/lr at lr 0.5 and went past it at lr 0.05 (7x the line) (lr 0.05: peak")
     b["curvature"]["lr_sensitivity"]["SGD lr=0.5"]["lambda_max_peak"] = 1.0
     assert findings.stability_finding(b).startswith(
-        "λmax went past the stability line 2/lr at lr 0.05 (7.0x the line) and stayed below it elsewhere (")
+        "λmax went past the stability line 2/lr at lr 0.05 (7x the line) and stayed below it elsewhere (")
 
 
 def test_plane_keys_read_as_names():
@@ -173,3 +173,4 @@ def test_planes_beyond_the_listed_ones_are_counted_in_good_english(extra, words)
     for k in range(findings.SHADOWS_LISTED - 1 + extra):  # the optimizers plane has a shadow already
         s["planes"][f"seed {k + 1}"] = {"runs": {f"seed {k + 1}": {"residual_mean": 0.2, "drawn": "partial"}}}
     assert findings.plane_finding(s).endswith(words)
+    assert "seed 1 on its own plane (20% off, partly)" in findings.plane_finding(s)

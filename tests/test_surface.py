@@ -541,3 +541,44 @@ def test_a_conv_head_is_always_kept():
     X, _ = digits_like()
     fm = FlatModel(build_model("cnn", 64, seed=0, image_shape=(1, 8, 8)))
     assert keeps_head(fm, split_for(fm, X))
+
+
+class MaskedMean(nn.Module):
+    """Boolean-mask indexing: how many activations pass depends on the weights, point by point."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.a, self.c = nn.Linear(d, 16), nn.Linear(16, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        kept = h[h > 0.5]
+        return self.c(h).squeeze(-1) + kept.sum() / max(kept.numel(), 1)
+
+
+class NonzeroShare(nn.Module):
+    """A count read from the values (nonzero(...).shape[0]) becomes a Python number in any trace."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.a, self.c = nn.Linear(d, 16), nn.Linear(16, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        return self.c(h).squeeze(-1) * (torch.nonzero(h).shape[0] / h.numel())
+
+
+@pytest.mark.parametrize("module", [MaskedMean, NonzeroShare])
+def test_a_model_with_value_dependent_sizes_never_gets_a_frozen_trace(module, tiny_data):
+    """Traced at θ0, such a model would reuse θ0's counts at every point: no per-point graph; the surface
+    either equals the loop or fails loudly, never silently wrong."""
+    X, y = tiny_data.X, tiny_data.y
+    fm = FlatModel(seeded(module(tiny_data.n_features)))
+    assert point_graph(fm, X) is None
+    plane = random_plane(fm.theta0, fm.layout, seed=0)
+    coords = np.random.default_rng(1).uniform(-2, 2, size=(6, 2))
+    try:
+        loss, _ = evaluate_points(fm, X, y, plane, coords)
+    except RuntimeError:
+        return
+    assert np.allclose(loss, loop_oracle(fm, X, y, plane, coords)[0], rtol=1e-5, atol=0)
