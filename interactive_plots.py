@@ -13,7 +13,7 @@ from matplotlib import ticker
 from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
 from outputs import write_text
-from plot_style import (CURVE_CAP, finite_prefix, line_pieces, loss_scale, on_mask, run_colour, shadow_label,
+from plot_style import (CURVE_CAP, as_record, finite_prefix, line_pieces, loss_scale, on_mask, run_colour, shadow_label,
                         switch_points, view_azimuth)
 
 ASSET_DIR = "assets"
@@ -64,7 +64,8 @@ FIT_SCRIPT = """
 var gd = document.getElementById('{plot_id}'), narrow = null, slider = (gd.layout.sliders || []).length > 0;
 function copy(value) { return value === undefined ? null : JSON.parse(JSON.stringify(value)); }  // null: unset
 var wide = {legend: copy(gd.layout.legend || {}), margin: copy(gd.layout.margin || {})};
-var bars = gd.data.map(function (t, i) { return t.type === 'surface' ? i : -1; }).filter(function (i) { return i >= 0; });
+var bars = gd.data.map(function (t, i) { return t.type === 'surface' ? i : -1; })
+  .filter(function (i) { return i >= 0; });
 var wideBars = bars.map(function (i) {
   var bar = gd.data[i].colorbar || {};
   return [copy(bar.len), copy(bar.thickness), copy((bar.title || {}).side)];
@@ -281,7 +282,7 @@ class PageRun:
 
 def as_page_run(run) -> PageRun:
     """A PageRun from a tuple (coords, path_surface_loss, true_losses, label[, drawn[, colour]]) or a dict."""
-    return run if isinstance(run, PageRun) else PageRun(**run) if isinstance(run, dict) else PageRun(*run)
+    return as_record(PageRun, run)
 
 
 def runs_figure(surface, runs, title, loss_name: str = "training loss") -> go.Figure:

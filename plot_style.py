@@ -128,6 +128,11 @@ def run_colour(i: int) -> str:
     return PATH_COLOURS[i % len(PATH_COLOURS)]
 
 
+def as_record(cls, run):
+    """A cls dataclass from one already, from a dict of its fields, or from a tuple of them in order."""
+    return run if isinstance(run, cls) else cls(**run) if isinstance(run, dict) else cls(*run)
+
+
 def check_drawn(drawn: str) -> str:
     if drawn not in DRAWN:
         raise ValueError(f"drawn must be one of {DRAWN}, got {drawn!r}")

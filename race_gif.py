@@ -13,8 +13,8 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from animations import ACCENTS, DPI, FIGSIZE, FONT, GifInfo, frame_indices, grab_frame, write_gif  # noqa: E402
-from plot_style import (CURVE_CAP, draw_background, drawn_kind, finite_prefix, line_pieces, loss_scale,  # noqa: E402
-                        on_mask, path_handle, path_style, run_colour, shadow_label)
+from plot_style import (CURVE_CAP, as_record, draw_background, drawn_kind, finite_prefix,  # noqa: E402
+                        line_pieces, loss_scale, on_mask, path_handle, path_style, run_colour, shadow_label)
 
 
 def race_indices(lengths, n_frames: int):
@@ -41,7 +41,7 @@ class RaceRun:
 
 def as_race_run(run) -> RaceRun:
     """A RaceRun from a tuple (coords, losses, label[, drawn[, colour]]), a dict or a RaceRun."""
-    return run if isinstance(run, RaceRun) else RaceRun(**run) if isinstance(run, dict) else RaceRun(*run)
+    return as_record(RaceRun, run)
 
 
 def optimizer_race_gif(surface, runs, path, title, n_frames: int = 60, frame_ms: int = 80,

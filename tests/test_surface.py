@@ -543,12 +543,16 @@ def test_a_conv_head_is_always_kept():
     assert keeps_head(fm, split_for(fm, X))
 
 
-class MaskedMean(nn.Module):
-    """Boolean-mask indexing: how many activations pass depends on the weights, point by point."""
+class LinearPair(nn.Module):
+    """Linear(d, 16) then Linear(16, 1): the layers of the value-dependent models below."""
 
     def __init__(self, d):
         super().__init__()
         self.a, self.c = nn.Linear(d, 16), nn.Linear(16, 1)
+
+
+class MaskedMean(LinearPair):
+    """Boolean-mask indexing: how many activations pass depends on the weights, point by point."""
 
     def forward(self, x):
         h = torch.relu(self.a(x))
@@ -556,12 +560,8 @@ class MaskedMean(nn.Module):
         return self.c(h).squeeze(-1) + kept.sum() / max(kept.numel(), 1)
 
 
-class NonzeroShare(nn.Module):
+class NonzeroShare(LinearPair):
     """A count read from the values (nonzero(...).shape[0]) becomes a Python number in any trace."""
-
-    def __init__(self, d):
-        super().__init__()
-        self.a, self.c = nn.Linear(d, 16), nn.Linear(16, 1)
 
     def forward(self, x):
         h = torch.relu(self.a(x))
