@@ -21,7 +21,8 @@ from model_graph import Split, Structure, split_for, split_head
 BLOCK_ELEMENTS = 2 ** 22
 # Tiles of the Linear -> ReLU -> Linear path: small rectangles of the plane hold few ReLU switches.
 POINTS_PER_TILE = 100
-# Floats of the first layer's output, 3 n h, per batch of tiles built together: 4 MB.
+# Floats of the first layer's output, n h per tile, per batch of tiles built together (and of the
+# pairs' coefficients, 6 C h per sample, per batch of samples): 4 MB.
 BUILD_ELEMENTS = 2 ** 20
 # Most floats in one tile's per-point block, (n C, K) logits or (m C, K) shares: 4 MB, in cache.
 TILE_ELEMENTS = 2 ** 20
@@ -55,7 +56,6 @@ class PlaneModel:
         if self.kind != "affine":
             self.w = weights[1].transpose(1, 2).contiguous()  # (3, h, C)
             self.bias = biases[1]  # (3, C)
-            self.w_rows = self.w.permute(0, 2, 1).reshape(-1, self.w.shape[1])  # (3 C, h): w_y's columns as rows
             self.abs_z = self.z.abs()  # (3, n, h): |zc|, |zu|, |zv|
 
     def logits(self, coords: np.ndarray):
@@ -76,7 +76,7 @@ class PlaneModel:
     def _sweep(self, coords):
         """Tiles of nearby points (squares of the points' bounding box, about POINTS_PER_TILE each)."""
         groups = _tile_groups(coords)
-        per_batch = max(1, BUILD_ELEMENTS // self.z.numel())
+        per_batch = max(1, BUILD_ELEMENTS // self.z[0].numel())
         for first in range(0, len(groups), per_batch):
             batch = groups[first:first + per_batch]
             bounds = np.stack([[coords[g].min(axis=0), coords[g].max(axis=0)] for g in batch])  # (T, 2, 2)
@@ -113,30 +113,48 @@ def build_tiles(model: PlaneModel, lows: np.ndarray, highs: np.ndarray) -> list:
     reach = z.new_tensor(np.c_[np.zeros(T), (highs - lows) / 2]) + 4 * torch.finfo(z.dtype).eps * centres.abs()
     middle = centres @ z.view(3, -1)  # (T, n h): pre-activations at the centres
     bound = reach @ model.abs_z.view(3, -1)
-    on = torch.gt(middle, bound, out=torch.empty_like(middle)).view(T, 1, n, h)  # 1 where surely positive
-    # P[y, :, t, x] = ((z_x * on_t) @ w_y)^T for x, y in (centre, u, v): one (3C, h) x (h, 3 T n) product
-    P = (model.w_rows @ (z * on).view(-1, h).T).view(3, C, T, 3, n)
-    quadratic = torch.stack([P[0, :, :, 0], P[1, :, :, 0] + P[0, :, :, 1], P[2, :, :, 0] + P[0, :, :, 2],
-                             P[1, :, :, 1], P[2, :, :, 2], P[2, :, :, 1] + P[1, :, :, 2]])  # (6, C, T, n): 1 a b a² b² ab
-    quadratic[:3] += model.bias[:, :, None, None]  # the output bias is affine in (a, b) too
-    quadratic = quadratic.permute(2, 3, 1, 0).reshape(T, n * C, 6)  # (T, n C, 6)
-    switching = _flat_nonzero(middle.abs() <= bound)  # (M,): tile * n h + sample * h + unit, by tile
-    tile_of = switching // (n * h)
-    pairs = switching - tile_of * (n * h)  # sample * h + unit
-    rows = pairs // h
-    units = pairs - rows * h
-    counts = torch.bincount(tile_of, minlength=T).tolist()
-    switching_z = model.z.view(3, -1).index_select(1, pairs).T  # (M, 3): along centre, u, v
+    on = torch.gt(middle, bound, out=torch.empty_like(middle)).view(T, n, h)  # 1 where surely positive
+    quadratic = _quadratic(model, on).permute(3, 0, 2, 1).reshape(T, n * C, 6)  # (T, n C, 6)
+    counts, rows, units = _switching_pairs(middle.abs() <= bound, h)
+    switching_z = model.z.view(3, -1).index_select(1, rows * h + units).T  # (M, 3): along centre, u, v
     switching_w = w.index_select(1, units).permute(1, 2, 0).reshape(-1, C * 3)  # (M, C 3): outgoing weights, same
     return [Tile(q, r, u, sz, sw.reshape(-1, 3), C) for q, r, u, sz, sw in
             zip(quadratic, rows.split(counts), units.split(counts), switching_z.split(counts), switching_w.split(counts))]
 
 
-def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
-    """Positions of mask's True entries, flattened, in order; numpy's on the CPU, about 5x faster there."""
-    if mask.device.type == "cpu":
-        return torch.from_numpy(np.flatnonzero(mask.numpy()))
-    return mask.view(-1).nonzero().squeeze(1)
+def _switching_pairs(mask: torch.Tensor, h: int) -> tuple:
+    """(counts per tile, rows, units) of the pairs that may switch, mask (T, n h), by tile, then sample, then unit.
+
+    On numpy: its flatnonzero and its division by a constant run several times faster than torch's.
+    """
+    T, per_tile = mask.shape
+    flat = np.flatnonzero(mask.cpu().numpy())
+    counts = np.diff(np.searchsorted(flat, np.arange(T + 1) * per_tile))
+    pairs = flat - np.repeat(np.arange(T) * per_tile, counts)  # sample * h + unit
+    rows = pairs // h
+    return counts.tolist(), *(torch.from_numpy(i).to(mask.device) for i in (rows, pairs - rows * h))
+
+
+def _quadratic(model: PlaneModel, on: torch.Tensor) -> torch.Tensor:
+    """(n, 6, C, T): the logits' coefficients of 1 a b a² b² ab from the pairs that are on in each tile (T, n, h).
+
+    A pair that is on adds (wc + a wu + b wv)(zc + a zu + b zv) to its sample's logits: per sample,
+    its 6 C coefficients (6 C, h) times the tiles' on-masks (h, T), one small product per sample.
+    """
+    z, w = model.z, model.w  # (3, n, h), (3, h, C)
+    n, h, C, T = z.shape[1], z.shape[2], w.shape[2], on.shape[0]
+    on = on.permute(1, 2, 0).contiguous()  # (n, h, T)
+    wc, wu, wv = (part.T[None] for part in w)  # (1, C, h) each
+    out = torch.empty(n, 6 * C, T, dtype=z.dtype, device=z.device)
+    per_batch = max(1, BUILD_ELEMENTS // (6 * C * h))
+    for start in range(0, n, per_batch):
+        rows = slice(start, start + per_batch)
+        zc, zu, zv = (part[rows, None, :] for part in z)  # (s, 1, h) each
+        pairs = torch.stack([zc * wc, zc * wu + zu * wc, zc * wv + zv * wc, zu * wu, zv * wv, zu * wv + zv * wu], 1)
+        torch.bmm(pairs.view(-1, 6 * C, h), on[rows], out=out[rows])
+    out = out.view(n, 6, C, T)
+    out[:, :3] += model.bias[:, :, None]  # the output bias is affine in (a, b) too
+    return out
 
 
 class Tile:

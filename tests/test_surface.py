@@ -304,6 +304,19 @@ def test_a_point_tile_is_closed_form_and_wide_tiles_switch(tiny_data):
     assert len(wide.rows) > 0  # ReLUs switch inside
 
 
+@pytest.mark.parametrize("loss", ["bce", "ce"])
+def test_tiles_built_in_small_batches_equal_the_loop(loss, tiny_data, monkeypatch):
+    """Tiles built a few at a time, their pairs' coefficients a few samples at a time: the loop's numbers."""
+    import plane_model
+    X = tiny_data.X
+    y = (X[:, 0] > 0).long() + (X[:, 1] > 0).long() if loss == "ce" else tiny_data.y
+    fm = make_fm("mlp", tiny_data.n_features, loss=loss)
+    monkeypatch.setattr(plane_model, "BUILD_ELEMENTS", 6 * 3 * 6 * 5)  # 5 samples of coefficients, < 1 tile
+    monkeypatch.setattr(plane_model, "POINTS_PER_TILE", 4)
+    assert_equals_loop(fm, X, y, random_plane(fm.theta0, fm.layout, seed=3),
+                       grid(np.linspace(-2, 1.5, 8), np.linspace(-1, 2, 6)))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_surface_on_cuda_equals_the_cpu(tiny_data):
     fm_cpu = make_fm("mlp", tiny_data.n_features)
