@@ -106,9 +106,15 @@ def write_figures(out, results, cache) -> list:
 
 
 def write_animations(out, results, cache) -> list:
-    """The GIFs, drawn or written again from the cache; their frame counts and timings go to results["gifs"]."""
-    paths, results["gifs"] = cache.drawn("animations", drawing_inputs(results["cfg"]), out,
-                                         lambda: draw_animations(out, results))
+    """The GIFs, drawn or written again from the cache; their frame counts and timings go to results["gifs"],
+    with from_cache: True where the timings are those of the earlier run that drew them."""
+    drew = []
+
+    def draw():
+        drew.append(True)
+        return draw_animations(out, results)
+    paths, gifs = cache.drawn("animations", drawing_inputs(results["cfg"]), out, draw)
+    results["gifs"] = {name: {**info, "from_cache": not drew} for name, info in gifs.items()}
     return paths
 
 

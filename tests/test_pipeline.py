@@ -99,6 +99,14 @@ def test_a_drawing_knob_rerun_recomputes_nothing(quick_run, cache_dir, tmp_path)
     for name in ("mlp_3d.png", "plane_choice.png", "optimizer_comparison.png"):
         assert (tmp_path / name).read_bytes() == (quick_run / name).read_bytes(), name
     assert {info["frames"] for info in again["gifs"].values()} == {8}
+    assert not any(info["from_cache"] for info in again["gifs"].values())
+    # the same knobs once more: the GIFs' bytes and timings come from the run that drew them, and say so
+    third = tmp_path / "again"
+    assert main.main(["--quick", f"--output_dir={third}", f"--cache_dir={cache_dir}", "--gif_frame_ms=120",
+                      "--gif_frames=8"]) == 0
+    cached = json.loads((third / "summary.json").read_text())["gifs"]
+    assert cached == {name: {**info, "from_cache": True} for name, info in again["gifs"].items()}
+    assert (third / "mlp_descent.gif").read_bytes() == (tmp_path / "mlp_descent.gif").read_bytes()
     assert Image.open(tmp_path / "mlp_descent.gif").n_frames == 8
 
 
