@@ -60,6 +60,7 @@ nav a {{ color: #fff; text-decoration: none; }}</style>
 # bottom), the colour bar gets shorter with its title on its side and the tool bar stands on the right edge,
 # so none of them covers the surface or the title; wider, the layout the figure was built with comes back.
 NARROW_PX = 700
+NARROW_ZOOM = 2.0  # the 3D camera's distance on a phone, over a wide screen's: the whole box in view
 FIT_SCRIPT = """
 var gd = document.getElementById('{plot_id}'), narrow = null, slider = (gd.layout.sliders || []).length > 0;
 function copy(value) { return value === undefined ? null : JSON.parse(JSON.stringify(value)); }  // null: unset
@@ -70,17 +71,28 @@ var wideBars = bars.map(function (i) {
   var bar = gd.data[i].colorbar || {};
   return [copy(bar.len), copy(bar.thickness), copy((bar.title || {}).side)];
 });
+var scenes = Object.keys(gd.layout).filter(function (k) { return /^scene\d*$/.test(k); });
+function zoomed(factor) {  // every 3D scene's camera moved back (factor > 1) along its own line of sight,
+  var update = {};         // so a view the reader has turned stays turned
+  scenes.forEach(function (s) {
+    var eye = ((gd.layout[s] || {}).camera || {}).eye;
+    if (eye) update[s + '.camera.eye'] = {x: eye.x * factor, y: eye.y * factor, z: eye.z * factor};
+  });
+  return update;
+}
 function fit() {
-  var now = gd.clientWidth < %d;
+  var now = gd.clientWidth < %d, was = narrow;
   if (now === narrow) return;
   narrow = now;
-  Plotly.relayout(gd, narrow
+  Plotly.relayout(gd, Object.assign(narrow
     ? Object.assign({'legend.orientation': 'h', 'legend.x': 0, 'legend.font.size': 9, 'legend.title.side': 'top',
        'modebar.orientation': 'v', 'title.font.size': 12}, slider  // the slider keeps the bottom: legend on top
        ? {'legend.y': 1, 'legend.yanchor': 'bottom', 'margin.t': 150, 'title.y': 0.99, 'title.yanchor': 'top'}
        : {'legend.y': 0, 'legend.yanchor': 'top', 'margin.b': 150})
     : {legend: copy(wide.legend), margin: copy(wide.margin), 'modebar.orientation': 'h', 'title.font.size': null,
-       'title.y': null, 'title.yanchor': null});
+       'title.y': null, 'title.yanchor': null},
+    // a tall narrow scene crops a wide-screen camera's view at the sides
+    narrow ? zoomed(%s) : was ? zoomed(1 / %s) : {}));
   bars.forEach(function (i, k) {
     Plotly.restyle(gd, narrow ? {'colorbar.len': 0.45, 'colorbar.thickness': 10, 'colorbar.title.side': 'right'}
                               : {'colorbar.len': wideBars[k][0], 'colorbar.thickness': wideBars[k][1],
@@ -89,7 +101,7 @@ function fit() {
 }
 fit();
 window.addEventListener('resize', fit);
-""" % NARROW_PX
+""" % (NARROW_PX, NARROW_ZOOM, NARROW_ZOOM)
 
 
 def write_page(fig: go.Figure, path, title: str) -> Path:

@@ -192,17 +192,20 @@ def test_a_3d_page_on_a_phone_moves_its_legend_under_the_plot_and_back(browser, 
     page.wait_for_selector(".js-plotly-plot .gl-container canvas", timeout=20000)
     state = "() => { const gd = document.querySelector('.js-plotly-plot'), bar = gd._fullData[0].colorbar; " \
             "return [gd._fullLayout.legend.orientation, gd._fullLayout.margin.b, bar.len, bar.thickness, " \
-            "document.documentElement.scrollWidth]; }"
+            "document.documentElement.scrollWidth, gd._fullLayout.scene.camera.eye]; }"
     narrow = page.evaluate(state)
     assert narrow[0] == "h" and narrow[2] < 0.75 and narrow[4] <= 390
+    wide_eye = {k: v / ip.NARROW_ZOOM for k, v in narrow[5].items()}  # the camera steps back
+    assert np.hypot(wide_eye["x"], wide_eye["y"]) == pytest.approx(ip.EYE)
     for width in (1200, 390, 1200, 390, 1200):  # back and forth: each width always gets its own layout
         page.set_viewport_size({"width": width, "height": 800})
         page.wait_for_timeout(400)
         now = page.evaluate(state)
         assert now[4] <= width
         if width == 390:
-            assert now[:4] == narrow[:4]
+            assert now[:4] == narrow[:4] and now[5] == pytest.approx(narrow[5])
         else:
             assert now[0] == "v" and now[2] == 0.75 and now[3] == 30 and now[1] < narrow[1]
+            assert now[5] == pytest.approx(wide_eye)
     assert not errors, errors
     page.close()
