@@ -147,12 +147,15 @@ def print_report(summary: dict, written: list, out) -> None:
         print(f"  {kind:<9} final loss over {len(runs)} seeds: mean {np.nanmean(finals):.4g}, std "
               f"{np.nanstd(finals):.2g}; accuracy {np.nanmean(accs):.3f}" + (f"  ({diverged} diverged)" if diverged else ""))
     if "optimizers" in summary:
-        width = max(len(label) for label in summary["optimizers"]) + 2
-        print(f"\n  {'optimiser':<{width}}{'initial':>9}{'final':>9}{'improv.':>9}{'path':>8}{'straight':>10}{'effic.':>8}")
-        for label, s in summary["optimizers"].items():
-            print(f"  {label:<{width}}{s['initial_loss'] or float('nan'):>9.4f}{s['final_loss'] or float('nan'):>9.4f}"
-                  f"{s['improvement_pct'] or float('nan'):>8.1f}%{s['path_length'] or float('nan'):>8.2f}"
-                  f"{s['straight_distance'] or float('nan'):>10.2f}{s['efficiency'] or float('nan'):>8.2f}")
+        names = {label: label + (" (diverged)" if s.get("diverged") else "") for label, s in summary["optimizers"].items()}
+        width = max(map(len, names.values())) + 2
+        print(f"\n  {'optimiser':<{width}}{'initial':>10}{'final':>10}{'improv.':>10}{'path':>9}{'straight':>10}"
+              f"{'effic.':>8}")
+        for label, s in summary["optimizers"].items():  # .4g: a diverged run's 3e17 stays in its column
+            print(f"  {names[label]:<{width}}{s['initial_loss'] or float('nan'):>10.4g}"
+                  f"{s['final_loss'] or float('nan'):>10.4g}{s['improvement_pct'] or float('nan'):>9.4g}%"
+                  f"{s['path_length'] or float('nan'):>9.4g}{s['straight_distance'] or float('nan'):>10.4g}"
+                  f"{s['efficiency'] or float('nan'):>8.2f}")
     print()
     for name, p in summary["planes"].items():
         for label, r in p["runs"].items():

@@ -75,13 +75,18 @@ def train_run(cache, fm, data, spec, epochs, batch_size, seed, label, key) -> Ru
     key = {**key, "spec": asdict(spec), "epochs": epochs, "batch_size": batch_size, "seed": seed, "label": label}
 
     def compute():
-        trajectory = train(fm, data.X, data.y, spec, epochs, batch_size=batch_size, seed=seed)
+        with warnings.catch_warnings():  # said below, by its label, on a cached rerun too
+            warnings.simplefilter("ignore", RuntimeWarning)
+            trajectory = train(fm, data.X, data.y, spec, epochs, batch_size=batch_size, seed=seed)
         trajectory.label = label
         buffers = trajectory.buffers or [None] * len(trajectory)
         norms = (full_batch_grad_norm(fm, data.X, data.y, trajectory.params[0], buffers[0]),
                  full_batch_grad_norm(fm, data.X, data.y, trajectory.final, buffers[-1]))
         return trajectory, norms
     trajectory, norms = cache("training", key, TRAIN_CODE, compute)
+    if trajectory.diverged and distributed.is_writer():
+        print(f"note: run '{label}' diverged after epoch {len(trajectory) - 1} of {epochs}; its "
+              f"{len(trajectory)} checkpoints up to there are kept, marked diverged", flush=True)
     return Run(trajectory, spec, batch_size, key, norms)
 
 

@@ -9,6 +9,11 @@ import torch
 from models import FlatModel, check_outputs
 
 
+# A loss this many times the initial one has diverged, finite or not: such a run ends far off and, kept,
+# would shrink every other path to a dot and the colour scale to one colour (GD+momentum at 3e17).
+DIVERGED_FACTOR = 1e3
+
+
 @dataclass
 class Trajectory:
     params: torch.Tensor  # (T, D) row 0 = initialisation, last row = final weights
@@ -16,7 +21,7 @@ class Trajectory:
     accuracies: torch.Tensor  # (T,) full-batch accuracy at each record
     steps: torch.Tensor  # (T,) epoch of each record
     label: str = ""
-    diverged: bool = False  # stopped early on a non-finite loss
+    diverged: bool = False  # stopped early: a non-finite loss, or one DIVERGED_FACTOR x the initial loss
     lr: float = float("nan")  # learning rate it was trained with
     buffers: list | None = None  # buffers (BatchNorm running statistics) at each record; None without any
 
@@ -71,18 +76,27 @@ def train(fm: FlatModel, X, y, spec: OptimizerSpec, epochs: int, theta_init=None
                 optimizer.zero_grad(set_to_none=True)
                 fm.train_loss(theta, X[idx], y[idx], buffers).backward()
                 optimizer.step()
-            # 2. record the full-batch numbers at the new weights; stop on the first non-finite one
+            # 2. record the full-batch numbers at the new weights; stop on the first diverged one
             record = _record(fm, theta, buffers, X, y)
-            if not (torch.isfinite(record[1]) and torch.isfinite(record[0]).all()):
+            if _diverged(record, records[0][1]):
                 diverged = True
-                warnings.warn(f"run '{spec.label}' diverged at epoch {len(records)} (lr={spec.lr}); "
-                              f"keeping its {len(records)} finite checkpoints", RuntimeWarning, stacklevel=2)
+                warnings.warn(f"run '{spec.label}' diverged at epoch {len(records)} (lr={spec.lr}, loss "
+                              f"{float(record[1]):.3g}); keeping its {len(records)} checkpoints before that",
+                              RuntimeWarning, stacklevel=2)
                 break
             records.append(record)
     params, losses, accs, kept = zip(*records)
     params, losses, accs = torch.stack(params), torch.stack(losses), torch.stack(accs)
     steps = torch.arange(len(records))
     return Trajectory(params, losses, accs, steps, spec.label, diverged, spec.lr, list(kept) if fm.buffers else None)
+
+
+def _diverged(record, initial_loss: torch.Tensor) -> bool:
+    """A non-finite loss or weight, or a loss over DIVERGED_FACTOR x the initial one (when that is positive)."""
+    theta, loss = record[0], record[1]
+    if not (torch.isfinite(loss) and torch.isfinite(theta).all()):
+        return True
+    return bool(initial_loss > 0 and loss > DIVERGED_FACTOR * initial_loss)
 
 
 def _cuda_devices(device) -> list:

@@ -124,3 +124,13 @@ def test_drawn_files_come_back_from_the_cache_only_while_results_and_drawing_inp
     assert drawings == [tmp_path / "first"]  # written again into the new folder without drawing
     assert run({"lr": 0.25}, {"title": "a"}, tmp_path / "other_results")[0] == b"drawing 2"
     assert run({"lr": 0.5}, {"title": "b"}, tmp_path / "other_title")[0] == b"drawing 3"
+
+
+def test_a_diverged_run_is_named_by_its_label_on_a_fresh_and_a_cached_run(tmp_path, tiny_mlp, tiny_data, capsys):
+    cache = StageCache(str(tmp_path))
+    for _ in range(2):  # computed, then served from the cache: the same one line, no Python warning
+        run = stages.train_run(cache, tiny_mlp, tiny_data, OptimizerSpec("lr", "sgd", 1e6), 50, None, 0,
+                               "GD lr=1e+06", {"data": "tiny"})
+        out = capsys.readouterr()
+        assert run.trajectory.diverged
+        assert out.out.count("note: run 'GD lr=1e+06' diverged after epoch") == 1 and not out.err

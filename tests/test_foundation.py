@@ -132,6 +132,24 @@ def test_diverging_run_stops_at_last_finite_point(tiny_data):
     assert torch.isfinite(run.losses).all() and torch.isfinite(run.params).all()
 
 
+def test_a_finite_blow_up_is_divergence_too(tiny_data):
+    """GD on least squares with lr = 3 / λmax: the error along the top eigenvector doubles every step,
+    the loss grows 4x per epoch and stays finite for hundreds: stopped where it passes
+    DIVERGED_FACTOR x the initial loss, with every kept checkpoint under that line."""
+    from training import DIVERGED_FACTOR
+    X = tiny_data.X
+    y = X @ torch.tensor([1.0, -2.0, 0.5, 0.0])
+    fm = FlatModel(build_model("logistic", tiny_data.n_features, seed=0), loss="mse")
+    A = torch.cat([X, torch.ones(len(X), 1)], dim=1)
+    lam_max = float(torch.linalg.eigvalsh(2 * A.T @ A / len(X))[-1])  # the Hessian of the mean squared error
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        run = train(fm, X, y, OptimizerSpec("big", "sgd", 3 / lam_max), 200)
+    assert run.diverged and len(run) < 20  # 4^5 > 1000: a few epochs, not 200
+    assert torch.isfinite(run.losses).all()
+    assert run.losses.max() <= DIVERGED_FACTOR * run.losses[0]
+    assert run.losses[-1] > 100 * run.losses[0]  # it was on its way
+
+
 def test_seeds_give_different_inits_and_optimisers_share_one(tiny_data):
     X, y = tiny_data.X, tiny_data.y
     runs = train_seeds(lambda s: FlatModel(build_model("mlp", 4, 5, seed=s)), X, y,
