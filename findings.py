@@ -5,6 +5,7 @@ import math
 
 REACHED = 0.9  # λmax within 10% of 2/lr counts as reaching the stability line (it hovers there, Cohen et al.)
 PAST = 1.5  # a peak beyond 1.5x the line went past it: the step overshoots there, it does not hover
+AT_START = 1.01  # a peak within 1% of λmax at initialisation is that value: sharpness never climbed
 CONVEX_TOL = 1e-3  # |λmin| below this share of λmax is within the eigensolver's error (eigensolver.END_TOL): convex
 MAX_FINDINGS = 6
 ORDINALS = {2: "second", 3: "third"}
@@ -70,15 +71,31 @@ def model_name(summary: dict) -> str:
     return {"mlp": "the MLP", "cnn": "the CNN"}.get(main_key(summary), "the model")
 
 
+def baseline_name(summary: dict) -> str:
+    """The linear baseline: logistic regression, or linear regression where it is fitted by squared error."""
+    return "linear regression" if metric_label(summary) == "R²" else "logistic regression"
+
+
+def metric_label(summary: dict) -> str:
+    """The runs' second number: R² for regression (squared error), accuracy otherwise (models.metric_name)."""
+    return "R²" if summary.get("model", {}).get("loss") == "mse" else "accuracy"
+
+
+def metric_text(summary: dict, value) -> str:
+    """'accuracy 93%', or 'R² 0.49' for regression (R² can be negative: a fraction, not a share)."""
+    label = metric_label(summary)
+    return f"{label} {readable(value) if label == 'R²' else percent(value)}"
+
+
 def final_loss_finding(summary: dict) -> str | None:
     """Where the main model and the logistic baseline ended, averaged over seeds."""
     runs = summary["runs"]
     parts = []
-    for kind, name in ((main_key(summary), model_name(summary)), ("logistic", "logistic regression")):
+    for kind, name in ((main_key(summary), model_name(summary)), ("logistic", baseline_name(summary))):
         finals = [r["final_loss"] for r in runs.get(kind, []) if r.get("final_loss") is not None]
         if finals:
             accs = [r["final_accuracy"] for r in runs[kind] if r.get("final_accuracy") is not None]
-            acc = f" (accuracy {percent(sum(accs) / len(accs))})" if accs else ""
+            acc = f" ({metric_text(summary, sum(accs) / len(accs))})" if accs else ""
             seeds = f", mean of {len(finals)} seeds" if len(finals) > 1 else ""
             parts.append(f"{name} to {readable(sum(finals) / len(finals))}{acc}{seeds}")
     return f"Training loss fell: {' and '.join(parts)}." if parts else None
@@ -88,7 +105,7 @@ def convexity_finding(summary: dict) -> str | None:
     """λmin of each model: ≈ 0 for a convex model, clearly negative for a non-convex one."""
     curvature = summary["curvature"]
     parts = []
-    for kind, name in (("logistic", "logistic regression"), (main_key(summary), model_name(summary))):
+    for kind, name in (("logistic", baseline_name(summary)), (main_key(summary), model_name(summary))):
         c = curvature.get(kind)
         if c and c.get("lambda_min_lowest") is not None:
             text = eigen_text(c["lambda_min_lowest"], c.get("lambda_max_peak"))
@@ -140,15 +157,23 @@ def stability_finding(summary: dict) -> str | None:
                 f"{percent(c['lambda_max_peak'] / c['stability_line'])} of its stability line "
                 f"{c.get('stability_label') or 'of ' + readable(c['stability_line'])}.")
     rows.sort()
+    detail = "; ".join(f"lr {readable(lr)}: peak {readable(peak)} vs {readable(line)}" for lr, peak, line in rows)
+    # a run that starts at or over its line did not climb to it (sharpness only fell): said apart
+    starts = {c["lr"]: c.get("lambda_max_start") for c in runs.values()}
+    began = [lr for lr, peak, line in rows if peak >= REACHED * line and starts.get(lr) is not None
+             and peak <= AT_START * starts[lr]]
+    rows = [row for row in rows if row[0] not in began]
     reached = [lr for lr, peak, line in rows if REACHED * line <= peak <= PAST * line]
     past = [(lr, peak / line) for lr, peak, line in rows if peak > PAST * line]
-    detail = "; ".join(f"lr {readable(lr)}: peak {readable(peak)} vs {readable(line)}" for lr, peak, line in rows)
-    if not reached and not past:
+    if not reached and not past and not began:
         return f"λmax stayed below the stability line 2/lr at every learning rate ({detail})."
     parts = [f"reached the stability line 2/lr at lr {', '.join(readable(lr) for lr in reached)}"] if reached else []
     if past:
         parts.append(f"went past {'it' if reached else 'the stability line 2/lr'} at lr "
                      + ", ".join(f"{readable(lr)} ({readable(ratio)}x the line)" for lr, ratio in past))
+    if began:
+        parts.append(f"{'was' if parts else 'was already'} at or over {'it' if parts else 'the stability line 2/lr'} "
+                     f"from initialisation at lr {', '.join(readable(lr) for lr in began)}, never climbing higher")
     below = len(reached) + len(past) < len(rows)
     return f"λmax {' and '.join(parts)}{' and stayed below it elsewhere' if below else ''} ({detail})."
 
@@ -213,8 +238,8 @@ def barrier_finding(summary: dict) -> str | None:
 def number_tables(summary: dict) -> dict:
     """The run's main numbers as {section: [(name, text), ...]} for index.html, rounded for reading;
     a section whose keys are missing is left out (summary.json keeps every digit)."""
-    builders = {"final loss and accuracy": _run_rows, "optimisers": _optimizer_rows, "planes": _plane_rows,
-                "curvature": _curvature_rows, "barriers between minima": _barrier_rows}
+    builders = {f"final loss and {metric_label(summary)}": _run_rows, "optimisers": _optimizer_rows,
+                "planes": _plane_rows, "curvature": _curvature_rows, "barriers between minima": _barrier_rows}
     tables = {}
     for section, rows_of in builders.items():
         try:
@@ -227,7 +252,7 @@ def number_tables(summary: dict) -> dict:
 
 
 def _run_rows(summary: dict) -> list:
-    return [(f"{group} {r['label']}", f"loss {readable(r.get('final_loss'))}, accuracy {percent(r.get('final_accuracy'))}"
+    return [(f"{group} {r['label']}", f"loss {readable(r.get('final_loss'))}, {metric_text(summary, r.get('final_accuracy'))}"
              + (" (diverged)" if r.get("diverged") else "")) for group, runs in summary["runs"].items() for r in runs]
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from config import wants
+from models import metric_name
 from outputs import output_path
 
 MODEL_TITLES = {"logistic": "logistic regression", "mlp": "MLP", "cnn": "CNN", "model": "your model"}
@@ -50,7 +51,15 @@ def _np(tensor) -> np.ndarray:
 
 
 def title_of(results, kind: str) -> str:
+    """The model's name in titles; the linear baseline fitted by squared error is linear regression."""
+    if kind == "logistic" and results["fms"]["logistic"].loss_kind == "mse":
+        return "linear regression"
     return MODEL_TITLES.get(kind, kind)
+
+
+def metric_of(results) -> str:
+    """What the runs' second number is: accuracy, or R² for regression."""
+    return metric_name(results["fms"][results["main"]].loss_kind)
 
 
 def run_colours(results) -> dict:
@@ -315,7 +324,8 @@ def write_pages(out, results, written, summary) -> list:
             scapes[kind].surface, p.coords, p.surface_loss, _np(t.losses), _np(t.accuracies), _np(t.steps),
             output_path(out, f"{kind}_3d.html"), f"{title_of(results, kind)}: {_what_ran(run)} on its PCA plane",
             lam_max=None if c is None else c.lam_max, lam_steps=None if c is None else _np(t.steps)[c.indices],
-            loss_name=loss_name(results), drawn=p.on_surface, residual_mean=p.numbers()["residual_mean"]))
+            loss_name=loss_name(results), drawn=p.on_surface, residual_mean=p.numbers()["residual_mean"],
+            metric_name=metric_of(results)))
     if "optimizers" in scapes:
         runs = [ip.PageRun(p.coords, p.surface_loss, _np(p.run.trajectory.losses), p.run.label,
                            p.on_surface, colours.get(p.run.label), p.numbers()["residual_mean"])

@@ -175,7 +175,8 @@ def _floor(surface) -> float:
 OFF_HOVER = "shadow: off the plane, drawn on the floor<br>(the surface is not its loss here)"
 
 
-def _hover(steps, true_losses, drawn, accuracies=None, lam_max=None, label=None, on_surface=True) -> list:
+def _hover(steps, true_losses, drawn, accuracies=None, lam_max=None, label=None, on_surface=True,
+           metric_name: str = "accuracy") -> list:
     """One hover text per checkpoint; on_surface: a bool for all or a (T,) mask. A checkpoint off the
     plane says so and gives no surface value, which is not its loss."""
     on = np.broadcast_to(np.asarray(on_surface, dtype=bool), (len(steps),))
@@ -184,7 +185,7 @@ def _hover(steps, true_losses, drawn, accuracies=None, lam_max=None, label=None,
         text = (f"{label}<br>" if label else "") + f"epoch {int(steps[k])}<br>recorded loss {true_losses[k]:.4f}"
         text += f"<br>on the surface: surface loss {drawn[k]:.4f}" if on[k] else f"<br>{OFF_HOVER}"
         if accuracies is not None:
-            text += f"<br>accuracy {accuracies[k]:.3f}"
+            text += f"<br>{metric_name} {accuracies[k]:.3f}"
         if lam_max is not None and np.isfinite(lam_max[k]):
             text += f"<br>λmax {lam_max[k]:.4f}"
         rows.append(text)
@@ -210,8 +211,8 @@ def _scene(surface, loss_name: str = "training loss", floor: float | None = None
 
 def surface_figure(surface, coords, path_surface_loss, true_losses, accuracies, steps, title,
                    lam_max=None, lam_steps=None, loss_name: str = "training loss", drawn="surface",
-                   residual_mean: float | None = None) -> go.Figure:
-    """3D surface, the path (hover: epoch, recorded loss, surface loss where it is the path's, accuracy,
+                   residual_mean: float | None = None, metric_name: str = "accuracy") -> go.Figure:
+    """3D surface, the path (hover: epoch, recorded loss, surface loss where it is the path's, accuracy or R²,
     λmax) and a marker that an epoch slider and a play button move. Only the marker is in the frames.
 
     drawn: "surface", "shadow" or a (T,) bool mask, True where the surface is the checkpoint's loss:
@@ -227,7 +228,7 @@ def surface_figure(surface, coords, path_surface_loss, true_losses, accuracies, 
         lam[np.searchsorted(steps, np.asarray(lam_steps if lam_steps is not None else steps))] = lam_max
     floor = None if on.all() else _floor(surface)
     z = np.where(on, path_loss + _lift(surface), floor)  # (T,) a shadow point is never lifted
-    hover = _hover(steps, true_losses, path_loss, accuracies, lam, on_surface=on)
+    hover = _hover(steps, true_losses, path_loss, accuracies, lam, on_surface=on, metric_name=metric_name)
     x, y = _compact(coords[:, 0]), _compact(coords[:, 1])
     shadow = shadow_label("path", drawn if isinstance(drawn, str) else on, residual_mean, steps=steps)
     names = {True: "path" if on.all() else "path on the surface", False: f"{shadow}: on the floor"}
@@ -272,10 +273,10 @@ def _add_player(fig: go.Figure, names: list) -> None:
 
 def surface_page(surface, coords, path_surface_loss, true_losses, accuracies, steps, path, title,
                  lam_max=None, lam_steps=None, loss_name: str = "training loss", drawn="surface",
-                 residual_mean: float | None = None) -> Path:
+                 residual_mean: float | None = None, metric_name: str = "accuracy") -> Path:
     """logistic_3d.html / mlp_3d.html: see surface_figure."""
     return write_page(surface_figure(surface, coords, path_surface_loss, true_losses, accuracies, steps, title,
-                                     lam_max, lam_steps, loss_name, drawn, residual_mean), path, title)
+                                     lam_max, lam_steps, loss_name, drawn, residual_mean, metric_name), path, title)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from findings import metric_label
 from training import path_statistics
 
 
@@ -145,7 +146,8 @@ def print_report(summary: dict, written: list, out) -> None:
         accs = np.array([r["final_accuracy"] for r in runs], float)
         diverged = sum(r["diverged"] for r in runs)
         print(f"  {kind:<9} final loss over {len(runs)} seeds: mean {np.nanmean(finals):.4g}, std "
-              f"{np.nanstd(finals):.2g}; accuracy {np.nanmean(accs):.3f}" + (f"  ({diverged} diverged)" if diverged else ""))
+              f"{np.nanstd(finals):.2g}; {metric_label(summary)} {np.nanmean(accs):.3f}"
+              + (f"  ({diverged} diverged)" if diverged else ""))
     if "optimizers" in summary:
         names = {label: label + (" (diverged)" if s.get("diverged") else "") for label, s in summary["optimizers"].items()}
         width = max(map(len, names.values())) + 2

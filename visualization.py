@@ -360,10 +360,11 @@ def plot_pca_vs_isomap(pca, isomap, losses, points_per_run, trust_pca, trust_iso
     return finish(fig, nonfinite_note(losses, "losses", "drawn as grey crosses"), path)
 
 
-def plot_interpolation(ts, lines, title, path, loss_name: str = "training loss"):
-    """Loss (and accuracy, twin axis) along θ(t) = θ_init + t (θ_final - θ_init), one panel per model.
+def plot_interpolation(ts, lines, title, path, loss_name: str = "training loss", metric_name: str = "accuracy"):
+    """Loss (and accuracy or R², twin axis) along θ(t) = θ_init + t (θ_final - θ_init), one panel per model.
 
-    lines: {label: (losses (P,), accuracies (P,))} over the same ts (P,).
+    lines: {label: (losses (P,), metrics (P,))} over the same ts (P,). metric_name: "accuracy" (axis 0-1)
+    or "R²" (regression: the axis reaches below 0 to show every value, up to 1).
     """
     fig = new_figure("interpolation")
     axes = np.atleast_1d(fig.subplots(1, len(lines)))
@@ -376,9 +377,9 @@ def plot_interpolation(ts, lines, title, path, loss_name: str = "training loss")
         if contour_levels(loss)[1]:
             set_plain_log(ax)
         twin = ax.twinx()
-        acc_line, = twin.plot(ts, acc, color="#D55E00", lw=1.6, ls="--", label="training accuracy")
-        twin.set_ylim(0, 1.02)
-        twin.set_ylabel("training accuracy", color="#D55E00")
+        acc_line, = twin.plot(ts, acc, color="#D55E00", lw=1.6, ls="--", label=f"training {metric_name}")
+        twin.set_ylim(_metric_floor(acc, metric_name), 1.02)
+        twin.set_ylabel(f"training {metric_name}", color="#D55E00")
         for t, name, marker in ((0, "init (t=0)", START), (1, "final (t=1)", dict(END, mfc=run_colour(0)))):
             ax.axvline(t, color="0.35", ls=":", lw=1.2)
             ax.plot(t, np.interp(t, ts, loss), **marker, zorder=5)
@@ -390,3 +391,11 @@ def plot_interpolation(ts, lines, title, path, loss_name: str = "training loss")
     fig.legend(handles=[loss_line, acc_line], loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     fig.suptitle(title)
     return finish(fig, notes, path)
+
+
+def _metric_floor(values, metric_name: str) -> float:
+    """Lower limit of the metric axis: 0 for accuracy; for R² (negative when worse than the mean) low
+    enough to show every finite value."""
+    values = np.asarray(values, dtype=float)
+    lowest = np.min(values[np.isfinite(values)], initial=0.0)
+    return 0.0 if metric_name != "R²" or lowest >= 0 else lowest - 0.05 * (1.0 - lowest)

@@ -174,3 +174,31 @@ def test_planes_beyond_the_listed_ones_are_counted_in_good_english(extra, words)
         s["planes"][f"seed {k + 1}"] = {"runs": {f"seed {k + 1}": {"residual_mean": 0.2, "drawn": "partial"}}}
     assert findings.plane_finding(s).endswith(words)
     assert "seed 1 on its own plane (20% off, partly)" in findings.plane_finding(s)
+
+
+def test_a_regression_run_reads_r2_and_linear_regression():
+    """Squared error: the second number is R² (negative when worse than the mean), the baseline linear regression."""
+    summary = summary_a()
+    summary["model"]["loss"] = "mse"
+    summary["runs"]["logistic"] = [{"label": "seed 0", "final_loss": 0.385, "final_accuracy": -0.12}]
+    text = text_of(summary)
+    assert "linear regression to 0.385 (R² -0.12)" in text and "logistic regression" not in text
+    assert "accuracy" not in text and "the MLP to 0.06 (R² 0.97), mean of 2 seeds" in text
+    tables = findings.number_tables(summary)
+    assert ("logistic seed 0", "loss 0.385, R² -0.12") in tables["final loss and R²"]
+    classification = findings.number_tables(summary_a())["final loss and accuracy"]
+    assert ("logistic seed 0", "loss 0.31, accuracy 88%") in classification
+
+
+def test_a_run_that_starts_over_its_line_is_not_said_to_reach_it():
+    """breast_cancer: λmax 1.3 at initialisation over the line 2/lr = 1 at lr 2, then only falling."""
+    b = copy.deepcopy(summary_a())
+    runs = b["curvature"]["lr_sensitivity"]
+    runs["SGD lr=0.05"]["lambda_max_start"] = 1.0  # climbed from 1 to its peak 3.1: not at the start
+    runs["SGD lr=0.5"].update(lambda_max_peak=4.2, lambda_max_start=4.2)  # 1.05x the line, at initialisation
+    text = findings.stability_finding(b)
+    assert "reached" not in text and text.startswith(
+        "λmax was already at or over the stability line 2/lr from initialisation at lr 0.5, never climbing "
+        "higher and stayed below it elsewhere (lr 0.05: peak 3.1 vs 40; lr 0.5: peak 4.2 vs 4).")
+    runs["SGD lr=0.5"]["lambda_max_start"] = 2.0  # climbed from 2 to 4.2: it reached the line
+    assert findings.stability_finding(b).startswith("λmax reached the stability line 2/lr at lr 0.5 and stayed")

@@ -190,3 +190,12 @@ def test_readme_documents_every_config_field():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for f in dataclasses.fields(config.Config):
         assert f"| `{f.name}` | `{config._show(f.default)}` |" in readme, f.name
+
+
+
+def test_readme_lists_every_output_group():
+    import re
+    from pathlib import Path
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    listed = re.search(r"`--skip=` take output groups: ([a-z_, ]+)\.", readme).group(1)
+    assert tuple(g.strip() for g in listed.split(",")) == config.OUTPUT_GROUPS

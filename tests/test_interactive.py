@@ -54,6 +54,9 @@ def test_surface_figure_animates_only_the_marker_and_hovers_the_numbers(scene):
     assert "epoch 4" in hover[4] and f"loss {true[4]:.4f}" in hover[4] and f"surface loss {drawn[4]:.4f}" in hover[4]
     assert f"λmax {lam[2]:.4f}" in hover[4] and "λmax" not in hover[5]  # eigenvalues at every 2nd checkpoint
     assert fig.layout.sliders[0].active == 20 and len(fig.layout.sliders[0].steps) == 21
+    assert f"accuracy {acc[4]:.3f}" in hover[4]
+    regression = ip.surface_figure(surface, coords, drawn, true, acc, steps, "t", metric_name="R²").data[1].text
+    assert f"R² {acc[4]:.3f}" in regression[4] and "accuracy" not in regression[4]
 
 
 def test_pages_are_offline_small_and_share_one_script(scene, tmp_path):
