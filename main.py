@@ -1,6 +1,7 @@
 """The pipeline: train, project, evaluate the landscape and write every figure to the output folder."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -328,7 +329,8 @@ def main(argv=None) -> int:
         resolve_device(cfg.device)
         return _run(cfg, "no_cache" not in flags)
     except config.ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank parses the same flags: say it once
+            print(f"error: {err}", file=sys.stderr)
         return 2
 
 

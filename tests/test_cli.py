@@ -58,3 +58,11 @@ def test_help_answers_before_torch_is_imported():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.stdout.strip().splitlines()[-1] == "0 False"
     assert "--epochs=" in proc.stdout
+
+
+def test_a_bad_flag_under_torchrun_is_said_once(capsys, tmp_path, monkeypatch):
+    """Every rank parses the same flags: rank 0 says what is wrong, the others only exit with code 2."""
+    for rank, lines in (("0", 1), ("1", 0)):
+        monkeypatch.setenv("RANK", rank)
+        assert main.main(["--lr=-1", f"--output_dir={tmp_path}"]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == lines
