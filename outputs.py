@@ -135,6 +135,9 @@ def _error(what: str, err: OSError, folder) -> OutputError:
         return OutputError(f"{what}: the path or a name in it is too long for the system (choose a shorter path)")
     if isinstance(err, IsADirectoryError):
         return OutputError(f"{what}: a folder of that name is in the way (remove it)")
+    if err.errno == errno.ENOENT and Path(folder).parent.is_dir():  # the parent is there: e.g. /proc, /sys
+        return OutputError(f"{what}: the system does not take new files there (a virtual file system?); "
+                           f"choose a folder on a disk")
     return OutputError(f"{what}: {reason}")
 
 

@@ -66,3 +66,12 @@ def test_a_bad_flag_under_torchrun_is_said_once(capsys, tmp_path, monkeypatch):
         monkeypatch.setenv("RANK", rank)
         assert main.main(["--lr=-1", f"--output_dir={tmp_path}"]) == 2
         assert len(capsys.readouterr().err.strip().splitlines()) == lines
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("folder", ["/proc", "/proc/landscape"])
+def test_a_folder_on_a_virtual_file_system_is_named_as_such(folder, capsys):
+    """/proc answers 'No such file or directory' to a new file in a folder that exists: say why instead."""
+    assert main.main([f"--output_dir={folder}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not take new files there" in err and "No such file" not in err
