@@ -278,7 +278,8 @@ def other_figures(out, results) -> list:
         lines = {title_of(results, kind): (loss, acc) for kind, (ts, loss, acc) in results["lines"].items()}
         ts = next(iter(results["lines"].values()))[0]
         written.append(vis.plot_interpolation(ts, lines, "Loss along the straight line from initial to final weights",
-                                              output_path(out, "interpolation_1d.png"), loss_name=loss_name(results)))
+                                              output_path(out, "interpolation_1d.png"), loss_name=loss_name(results),
+                                              metric_name=metric_of(results)))
     return written
 
 

@@ -223,10 +223,37 @@ def new_figure(kind: str):
 
 
 def finish(fig, notes, path):
-    """Caveats (residuals, masked values) as small grey lines under the figure, then save."""
+    """Caveats (residuals, masked values) as small grey lines under the figure, then save. A legend under
+    all the panels (figure_legend) goes above them: constrained layout would put both in one strip."""
     if notes:
-        fig.supxlabel("\n".join(notes), fontsize=8, color="0.3", x=0.02, ha="left")
+        legends = [leg for leg in fig.legends if getattr(leg, "_outside_loc", None) == "lower"]
+        pad = 4 / 72 * fig.dpi / fig.bbox.height  # constrained layout's default padding, as a figure fraction
+        text = fig.supxlabel("\n".join(notes), fontsize=8, color="0.3", x=0.02, ha="left",
+                             y=pad if legends else None)  # a given y: the layout reserves no strip for it
+        if legends:
+            _stack_above(fig, legends, pad + text.get_window_extent(fig.canvas.get_renderer()).height
+                         / fig.bbox.height, pad)
     return save_figure(fig, path)
+
+
+def figure_legend(fig, handles, ncol: int = 3):
+    """One legend under all the panels, with as many columns (up to ncol) as fit the figure's width."""
+    renderer = fig.canvas.get_renderer()
+    for n in range(ncol, 0, -1):  # its size does not depend on the layout: measure it before
+        legend = fig.legend(handles=handles, loc="outside lower center", ncol=n, fontsize=9, frameon=False)
+        if n == 1 or legend.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
+            return legend
+        legend.remove()
+
+
+def _stack_above(fig, legends, bottom: float, pad: float):
+    """Anchor each legend above the figure fraction `bottom` (the notes' top), one over the other, and lay
+    the panels out above them all (an anchored legend is no longer in the layout)."""
+    renderer = fig.canvas.get_renderer()
+    for legend in legends:  # sizes do not depend on the layout
+        legend.set_bbox_to_anchor((0, bottom, 1, 1 - bottom), transform=fig.transFigure)
+        bottom += legend.get_window_extent(renderer).height / fig.bbox.height + 2 * pad  # its own pad too
+    fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))
 
 
 def legend_below(ax, handles, ncol: int = 2):

@@ -8,14 +8,15 @@ import matplotlib
 matplotlib.use("Agg")  # files only: never opens a window, works without a display
 
 import numpy as np  # noqa: E402
-from matplotlib import colors, patheffects, ticker  # noqa: E402
+from matplotlib import colors, ticker  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
 from plot_style import (  # noqa: E402
     ARROW_COLOUR, ARROW_HANDLE, CURVE_CAP, END, START, THIN_WHITE_EDGE, add_colorbar, contour_levels, draw_arrows,
-    draw_background, draw_path, finish, finite_prefix, gap_note, legend_below, line_pieces, loss_label, loss_scale,
-    marker_handles, new_figure, nonfinite_note, on_mask, path_style, residual_note, run_colour, set_plain_log,
-    set_plane_axes, shadow_label, switch_points, spread_indices, view_azimuth)
+    draw_background, draw_path, figure_legend, finish, finite_prefix, gap_note, legend_below, line_pieces,
+    loss_label, loss_scale, marker_handles, new_figure, nonfinite_note, on_mask, path_style, residual_note,
+    run_colour, set_plain_log, set_plane_axes, shadow_label, switch_points, spread_indices, view_azimuth)
 
 
 @dataclass
@@ -55,8 +56,10 @@ def plot_surface_3d(surface, path_coords, path_surface_loss, true_losses, arrows
     path_coords (T, 2) plane coordinates; path_surface_loss (T,) the surface's own value there;
     true_losses (T,) the recorded losses (legend and notes); drawn: "surface", "shadow" or a (T,)
     bool mask (True: on the surface); steps (T,) epochs for the legend, else checkpoint indices.
-    arrows (T, 2) or None: descent directions in plane coordinates (gradients.descent_arrows),
-    drawn tangent to the surface with one fixed 3D length, only at checkpoints on the surface.
+    The start ○ and end ★ obey the same rule: off the surface they stand at their own recorded loss,
+    a dotted line down to the floor. arrows (T, 2) or None: descent directions in plane coordinates
+    (gradients.descent_arrows), drawn tangent to the surface with one fixed 3D length, only at
+    checkpoints on the surface.
     The z axis is log10(loss) when the values span more than LOG_DECADES decades; azim=None looks
     from the surface's low side (view_azimuth).
     """
@@ -85,13 +88,11 @@ def plot_surface_3d(surface, path_coords, path_surface_loss, true_losses, arrows
     recorded, mask = recorded_all[:T], mask[:T]
     if T:
         z_lifted = z_of(on_surface) + 0.012 * (z_of(hi) - z_of(lo))  # visibly above its facets
-        z_path = np.where(mask, z_lifted, floor)  # never lifted onto a surface that is not its loss
         labels = _path_labels_3d(on_surface, recorded, mask, drawn, residual, steps)
         _draw_path_3d(ax, coords, z_lifted, floor, mask, colour, labels)
-        ax.plot(*coords[0], z_path[0], **START, zorder=5, label=f"start: recorded loss {recorded[0]:.4g}")
-        ax.plot(*coords[-1], z_path[-1], **END, mfc=colour, zorder=6, label=f"end: recorded loss {recorded[-1]:.4g}")
+        _draw_ends_3d(ax, coords, np.where(mask, z_lifted, z_of(recorded)), floor, mask, recorded, colour)
         if arrows is not None and _draw_arrows_3d(ax, surface, z_grid, coords, np.asarray(arrows, float)[:T],
-                                                  z_path, n_arrows, mask):
+                                                  z_lifted, n_arrows, mask):
             ax.plot([], [], **ARROW_HANDLE)
     ax.set_zlim(floor, z_of(hi))
     _style_3d(ax, fig.colorbar(sheet, ax=ax, shrink=0.55, pad=0.1), surface, is_log, lo, hi, loss_name)
@@ -126,6 +127,19 @@ def _draw_path_3d(ax, coords, z_lifted, floor, mask, colour, labels):
                 path_effects=THIN_WHITE_EDGE, zorder=3)
 
 
+def _draw_ends_3d(ax, coords, z_ends, floor, mask, recorded, colour):
+    """Start ○ and end ★ by the path's rule: on the surface where the path is on it; elsewhere the surface
+    is not their loss, so they stand at their own recorded loss (z_ends), a dotted line down to the floor
+    where their shadow lies. Never a floor point painted over the surface: it would read as a point on it."""
+    for i, name, marker, zorder in ((0, "start", START, 5), (len(mask) - 1, "end", dict(END, mfc=colour), 6)):
+        label = f"{name}: recorded loss {recorded[i]:.4g}"
+        if not mask[i]:
+            ax.plot(*[[c, c] for c in coords[i]], [floor, z_ends[i]], color=colour, lw=1.4, ls=(0, (1, 1.5)),
+                    path_effects=THIN_WHITE_EDGE, zorder=3)
+            label += ",\noff this surface: drawn at that loss, dotted down to the floor"
+        ax.plot(*coords[i], z_ends[i], **marker, zorder=zorder, label=label)
+
+
 def _mean(values):
     values = np.asarray([] if values is None else values, dtype=float).ravel()
     values = values[np.isfinite(values)]
@@ -133,17 +147,16 @@ def _mean(values):
 
 
 BOX_ASPECT = np.array([4.0, 4.0, 3.0])  # matplotlib's default 3D box, in box units
-ARROW_BOX_LENGTH = 0.5  # every 3D arrow is this long in box units (the box is 4 x 4 x 3)
+ARROW_BOX_LENGTH = 0.3  # every 3D arrow is this long in box units (the box is 4 x 4 x 3)
 
 
 def _draw_arrows_3d(ax, surface, z_grid, coords, arrows, z_start, n, mask) -> bool:
     """Descent arrows tangent to the drawn surface, each ARROW_BOX_LENGTH long in the box: the direction
     in the plane is the arrow's, the height change the surface's own slope along it (finite difference
-    of the drawn heights), so a steep wall gives a short steep arrow, never a spike. The heads open
-    sideways (matplotlib's 3D quiver opens them vertically: two parallel strokes from above).
-    Only at checkpoints on the surface (mask): a surface slope under a shadow point would be no
-    slope of its loss. Drawn under the path."""
-    from mpl_toolkits.mplot3d.art3d import Line3DCollection
+    of the drawn heights), so a steep wall gives a short steep arrow, never a spike. Drawn above the path
+    (they run along it) as flat 2D arrows on the screen: a filled white head with a black edge reads at
+    any view angle. Only at checkpoints on the surface (mask): a surface slope under a shadow point would
+    be no slope of its loss."""
     from scipy.interpolate import RegularGridInterpolator
     on = np.flatnonzero(mask)
     spread = on[spread_indices(coords[on], n)] if on.size else on  # spread along the part on the surface
@@ -158,16 +171,26 @@ def _draw_arrows_3d(ax, surface, z_grid, coords, arrows, z_start, n, mask) -> bo
     data_per_box = np.r_[spans, np.ptp(z_grid) if np.ptp(z_grid) > 0 else 1.0] / BOX_ASPECT
     box = np.c_[step, dz] / data_per_box  # (K, 3) in box units
     box *= ARROW_BOX_LENGTH / np.linalg.norm(box, axis=1, keepdims=True)
-    side = np.c_[-box[:, 1], box[:, 0], np.zeros(len(idx))]  # horizontal, across the arrow
-    side *= 0.4 * ARROW_BOX_LENGTH / np.maximum(np.linalg.norm(side, axis=1, keepdims=True), 1e-12)
-    tail = np.c_[p, z_start[idx]]
-    tip = tail + box * data_per_box
-    barbs = [tip - (0.35 * box + sign * 0.5 * side) * data_per_box for sign in (1, -1)]
-    segments = [np.stack([a, b]) for a, b in zip(tail, tip)]
-    segments += [np.stack([a, b]) for barb in barbs for a, b in zip(barb, tip)]
-    ax.add_collection3d(Line3DCollection(segments, colors=ARROW_COLOUR, linewidths=1.6, zorder=2,
-                                         path_effects=[patheffects.withStroke(linewidth=3.2, foreground="black")]))
+    tails = np.c_[p, z_start[idx]]
+    for tail, tip in zip(tails, tails + box * data_per_box):
+        ax.add_artist(Arrow3D(tail, tip, arrowstyle="simple,head_length=0.8,head_width=0.75,tail_width=0.14",
+                              mutation_scale=12, shrinkA=0, shrinkB=0, facecolor=ARROW_COLOUR,
+                              edgecolor="black", linewidth=0.9, zorder=4))
     return True
+
+
+class Arrow3D(FancyArrowPatch):
+    """A screen arrow between two 3D points (ends_3d (2, 3): tail, tip), projected at each draw."""
+
+    def __init__(self, tail, tip, **kwargs):
+        super().__init__((0, 0), (0, 0), **kwargs)
+        self.ends_3d = np.array([tail, tip], dtype=float)
+
+    def do_3d_projection(self, renderer=None):
+        from mpl_toolkits.mplot3d import proj3d
+        xs, ys, zs = proj3d.proj_transform(*self.ends_3d.T, self.axes.M)
+        self.set_positions((xs[0], ys[0]), (xs[1], ys[1]))
+        return np.min(zs)
 
 
 def _style_3d(ax, bar, surface, is_log, lo, hi, loss_name):
@@ -260,9 +283,8 @@ def plot_runs(surface, runs, title, path, residual=None, log_curves=None, loss_n
             outside.append(run.label)
     notes += ["partly outside the plotted grid: " + ", ".join(outside)] if outside else []
     diverged = [Line2D([], [], marker="X", color="0.5", mec="black", ms=10, ls="none",
-                       label="last finite checkpoint (diverged)")] if any(c.diverged for c in curves) else []
-    fig.legend(handles=handles + marker_handles() + diverged, loc="outside lower center", ncol=3, fontsize=9,
-               frameon=False)
+                       label="last checkpoint before divergence")] if any(c.diverged for c in curves) else []
+    figure_legend(fig, handles + marker_handles() + diverged, ncol=3)
     plane_ax.set_title("paths on the shared plane (▸ on the colour bar: final recorded loss)", fontsize=10)
     notes += _style_curves(curve_ax, curves, log_curves, cap, loss_name)
     fig.suptitle(title)
@@ -271,11 +293,20 @@ def plot_runs(surface, runs, title, path, residual=None, log_curves=None, loss_n
 
 
 def _mark_on_colorbar(bar, losses, colour):
-    """A ▸ in the run's colour at its final recorded loss on the colour bar (inside it by construction)."""
+    """A ▸ in the run's colour at its final recorded loss on the colour bar; a loss off the bar's scale
+    (a blow-up above it) sits at the bar's end, with its value beside it, never outside the bar."""
     finite = np.asarray(losses, float)[np.isfinite(losses)]
-    if finite.size:
-        bar.ax.plot(-0.05, finite[-1], marker=">", ms=8, color=colour, mec="black", mew=0.6, clip_on=False,
-                    transform=bar.ax.get_yaxis_transform(), zorder=5)
+    if not finite.size:
+        return
+    loss, (low, high) = finite[-1], sorted(bar.ax.get_ylim())
+    style = dict(marker=">", ms=8, color=colour, mec="black", mew=0.6, clip_on=False, zorder=5)
+    if low <= loss <= high:
+        bar.ax.plot(-0.05, loss, transform=bar.ax.get_yaxis_transform(), **style)
+        return
+    end = float(loss > high)  # the bar's top (1) or bottom (0), in axes fraction
+    bar.ax.plot(-0.05, end, transform=bar.ax.transAxes, **style)
+    bar.ax.annotate(f"{loss:.2g} {'↑' if end else '↓'}", (-0.05, end), xycoords="axes fraction", xytext=(-7, 0),
+                    textcoords="offset points", ha="right", va="center", fontsize=8, color="0.2")
 
 
 def _draw_run(plane_ax, curve_ax, run, colour, cap):

@@ -191,3 +191,28 @@ def test_switch_points_are_the_on_checkpoints_next_to_an_off_one():
         n = len(mask)
         expected = [i for i in range(n) if mask[i] and ((i > 0 and not mask[i - 1]) or (i < n - 1 and not mask[i + 1]))]
         assert switch_points(mask).tolist() == expected
+
+
+def test_notes_go_under_a_figure_legend_that_fits_the_width(tmp_path, monkeypatch):
+    """Constrained layout alone puts a legend "outside lower center" and the notes in one strip, one over the
+    other; finish stacks them (notes at the bottom) under the panels, and figure_legend drops columns
+    until the legend fits the figure's width."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    kept = []
+    monkeypatch.setattr(style, "save_figure", lambda fig, path: kept.append(fig))
+    fig = style.new_figure("interpolation")
+    axes = fig.subplots(1, 2)
+    handles = [axes[k % 2].plot([0, 1], [k, k + 1], label=f"run {k}: " + "a long legend label " * 3)[0]
+               for k in range(5)]
+    axes[1].set_xlabel("epoch")
+    style.figure_legend(fig, handles, ncol=3)
+    style.finish(fig, ["first note: " + "x" * 60, "second note", "third note"], tmp_path / "f.png")
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    legend, notes = fig.legends[0], next(t for t in fig.texts if t.get_text().startswith("first note"))
+    legend_box, notes_box = legend.get_window_extent(renderer), notes.get_window_extent(renderer)
+    assert len({round(t.get_window_extent(renderer).x0) for t in legend.get_texts()}) < 3  # fewer columns
+    for box in (legend_box, notes_box):
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0
+    assert notes_box.y1 <= legend_box.y0  # the notes under the legend, not over it
+    assert all(ax.get_tightbbox(renderer).y0 > legend_box.y1 for ax in axes)  # "epoch" included

@@ -100,10 +100,12 @@ def test_surface_3d_shadow_lies_dashed_on_the_floor_and_says_so(tmp_path, captur
     assert len(ticks) >= 3 and surface.loss.min() <= ticks.min() and ticks.max() <= surface.loss.max()
 
 
+def arrow_patches(ax):
+    return [patch for patch in ax.patches if isinstance(patch, vis.Arrow3D)]
+
+
 def arrow_segments(ax):
-    from mpl_toolkits.mplot3d.art3d import Line3DCollection
-    collection = next(c for c in ax.collections if isinstance(c, Line3DCollection))
-    return np.array(collection._segments3d)  # (3K, 2, 3): K shafts, then the two barbs of each head
+    return np.array([patch.ends_3d for patch in arrow_patches(ax)])  # (K, 2, 3): tail, tip of each arrow
 
 
 def box_lengths(ax, segments):
@@ -117,13 +119,12 @@ def test_3d_arrows_have_one_box_length_and_follow_the_given_direction(tmp_path, 
     vis.plot_surface_3d(surface, coords, steepness * on_surface, steepness * on_surface, arrows, "bowl",
                         tmp_path / "s.png", n_arrows=4)
     ax = captured[0].axes[0]
-    segments = arrow_segments(ax)
-    shafts = segments[: len(segments) // 3]
+    shafts = arrow_segments(ax)
     # the surface's z range spans the box, so the box length is the same however steep the bowl (the
     # axes' limits carry a small margin beyond the data, hence the tolerance)
     np.testing.assert_allclose(box_lengths(ax, shafts), vis.ARROW_BOX_LENGTH, rtol=0.1)
     path_line = next(line for line in ax.lines if line.get_label().startswith("path on the surface"))
-    assert max(c.get_zorder() for c in ax.collections[1:]) < path_line.get_zorder()  # the path is drawn over them
+    assert min(a.get_zorder() for a in arrow_patches(ax)) > path_line.get_zorder()  # drawn over the path
     idx = style.spread_indices(coords, 4)
     np.testing.assert_allclose(shafts[:, 0, :2], coords[idx])  # tails on the path
     step = shafts[:, 1, :2] - shafts[:, 0, :2]
@@ -219,6 +220,73 @@ def test_runs_figure_marks_a_diverged_run(tmp_path, captured):
     assert curve_ax.get_yscale() == "log"
     assert curve_ax.get_ylim()[1] < 1e30  # the blow-up does not flatten the other curves
     assert fig.axes[0].filled.norm.vmax < 1e3  # nor the colour scale
+
+
+def colour_bar_of(fig):
+    return next(ax for ax in fig.axes if getattr(ax, "_colorbar", None) is not None)
+
+
+def rendered(fig):
+    """Draw a saved (closed, so canvas-less) figure again on an Agg canvas; return its renderer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg(fig).draw()
+    return fig.canvas.get_renderer()
+
+
+def test_an_off_scale_final_loss_sits_at_the_colour_bars_end_with_its_value(tmp_path, captured):
+    """A blow-up's ▸ stays on the bar (at its top end, saying its value); an in-range one sits at its loss."""
+    surface, (coords, on_surface, _) = make_surface(), make_path()
+    runs = [vis.PlanePath(coords, on_surface, "GD lr=0.1"),
+            vis.PlanePath(coords[:5], np.r_[on_surface[:4], 59.0], "GD+momentum lr=0.5", diverged=True)]
+    vis.plot_runs(surface, runs, "optimisers", tmp_path / "r.png")
+    fig = captured[0]
+    renderer, bar_ax, plane_ax = rendered(fig), colour_bar_of(fig), fig.axes[0]
+    bar = bar_ax.get_window_extent(renderer)
+    assert bar_ax.get_ylim()[1] < 59  # the blow-up is off the bar's scale
+    inside, blown = [line.get_transform().transform(np.c_[line.get_xdata(), line.get_ydata()])[0]
+                     for line in bar_ax.lines if line.get_marker() == ">"]
+    expected = bar_ax.transData.transform([0, on_surface[-1]])[1]
+    assert inside[1] == pytest.approx(expected, abs=0.5) and bar.y0 <= inside[1] <= bar.y1
+    assert blown[1] == pytest.approx(bar.y1, abs=0.5)  # at the top end, never above the bar
+    value, = bar_ax.texts
+    assert value.get_text() == "59 ↑"
+    box = value.get_window_extent(renderer)
+    assert (box.y0 + box.y1) / 2 == pytest.approx(bar.y1, abs=2) and box.x1 <= bar.x0  # beside the ▸
+    assert fig.bbox.x0 <= box.x0 and box.y1 <= fig.bbox.y1 and not box.overlaps(plane_ax.get_window_extent(renderer))
+
+
+def test_runs_legend_and_notes_stay_inside_the_figure_apart_and_under_the_panels(tmp_path, captured):
+    """Long legend labels, three lines of notes and a blow-up: the legend fits the width, the notes lie under
+    it, neither touches a panel (its axis labels included), and no empty band opens under the title."""
+    import warnings
+    surface, (coords, on_surface, _) = make_surface(), make_path()
+    every_third = np.arange(15) % 3 != 0  # several off stretches: the longest kind of label
+    runs = [vis.PlanePath(coords * 1.4, on_surface, "GD lr=0.5", drawn=every_third),  # leaves the grid
+            vis.PlanePath(coords[:8], np.r_[on_surface[:7], 59.0], "GD+momentum lr=0.5 β=0.9", diverged=True,
+                          drawn=np.arange(8) > 0, steps=np.arange(8) * 3),
+            vis.PlanePath(coords * 0.5, on_surface * 0.9, "Adam lr=0.05", drawn=every_third)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # e.g. "constrained_layout not applied"
+        vis.plot_runs(surface, runs, "your model: optimisers from one initialisation", tmp_path / "r.png",
+                      residual=np.full(15, 0.2))
+    fig = captured[0]
+    renderer = rendered(fig)
+    legend = fig.legends[0]
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels[-1] == "last checkpoint before divergence"  # true for a finite blow-up too
+    assert labels[1].endswith("(diverged after epoch 21)")
+    notes = next(t for t in fig.texts if t.get_text().startswith("partly outside the plotted grid: GD lr=0.5"))
+    assert "loss axis cut at" in notes.get_text() and "off-plane residual" in notes.get_text()
+    boxes = [legend.get_window_extent(renderer), notes.get_window_extent(renderer)]
+    for box in boxes:
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
+    assert not boxes[0].overlaps(boxes[1]) and boxes[1].y1 <= boxes[0].y0  # notes under the legend
+    for ax in fig.axes:  # panels with their tick and axis labels ("epoch") and the colour bar
+        assert ax.get_tightbbox(renderer).y0 > boxes[0].y1
+    title = fig.get_suptitle()
+    title_box = next(t for t in fig.texts if t.get_text() == title).get_window_extent(renderer)
+    top = max(ax.title.get_window_extent(renderer).y1 for ax in fig.axes[:2])
+    assert title_box.y0 - top < 0.05 * fig.bbox.height  # no empty band under the title
 
 
 # ---------------------------------------------------------------- figures: curvature
@@ -379,6 +447,20 @@ def test_interpolation_two_models_one_overflowing(tmp_path):
     assert_real_png(vis.plot_interpolation(ts, lines, "line", tmp_path / "i.png"), "interpolation")
 
 
+
+def test_interpolation_names_r2_and_shows_negative_values(tmp_path, captured):
+    ts = np.linspace(-0.25, 1.25, 31)
+    r2 = 0.9 - 4 * (ts - 1) ** 2  # -5.35 at t = -0.25: worse than predicting the mean
+    lines = {"linear regression": (0.3 + (ts - 1) ** 2, r2)}
+    assert_real_png(vis.plot_interpolation(ts, lines, "line", tmp_path / "r.png", metric_name="R²"), "interpolation")
+    vis.plot_interpolation(ts, {"MLP": (0.3 + (ts - 1) ** 2, np.full(31, 0.7))}, "line", tmp_path / "a.png")
+    r2_twin, acc_twin = (fig.axes[1] for fig in captured)
+    assert r2_twin.get_ylabel() == "training R²" and r2_twin.lines[0].get_label() == "training R²"
+    low, high = r2_twin.get_ylim()
+    assert low < r2.min() and high == pytest.approx(1.02)  # every value shown, 1 the top
+    assert acc_twin.get_ylabel() == "training accuracy" and acc_twin.get_ylim() == pytest.approx((0, 1.02))
+
+
 # ---------------------------------------------------------------- paths drawn per checkpoint
 
 def path_lines(ax):
@@ -432,13 +514,13 @@ def test_surface_3d_partial_path_lifts_only_checkpoints_on_the_surface(tmp_path,
     np.testing.assert_allclose(np.c_[x, y], coords[4:])  # lifted: exactly the checkpoints on the surface
     np.testing.assert_allclose(z - z[0], on_surface[4:] - on_surface[4])
     assert np.all(z > surface.loss.min() - 1e-12)
-    connector, = vertical  # from the floor up to checkpoint 4, where the path joins the surface
+    connector, drop = vertical  # from the floor up to checkpoint 4, where the path joins the surface
     np.testing.assert_allclose(np.c_[connector.get_data_3d()][:, :2], coords[[4, 4]])
     np.testing.assert_allclose(connector.get_data_3d()[2], [floor, z[0]])
     start = next(line for line in ax.lines if line.get_label().startswith("start"))
-    assert start.get_data_3d()[2][0] == floor  # checkpoint 0 is not on the surface
+    assert start.get_data_3d()[2][0] == on_surface[0]  # checkpoint 0 is not on the surface: at its own loss
+    np.testing.assert_allclose(np.c_[drop.get_data_3d()], [[*coords[0], floor], [*coords[0], on_surface[0]]])
     tails = arrow_segments(ax)[:, 0, :2]
-    tails = tails[: len(tails) // 3]
     assert len(tails) > 0
     on_points = coords[mask]
     assert all(np.isclose(on_points, tail).all(axis=1).any() for tail in tails)  # arrows only where on
@@ -452,11 +534,57 @@ def test_surface_3d_arrows_only_at_checkpoints_on_the_surface(tmp_path, captured
     mask[[3, 9]] = True
     vis.plot_surface_3d(surface, coords, on_surface, on_surface, arrows, "two on", tmp_path / "b.png",
                         drawn=list(mask), n_arrows=10)
-    from mpl_toolkits.mplot3d.art3d import Line3DCollection
-    assert not [c for c in captured[0].axes[0].collections if isinstance(c, Line3DCollection)]
+    assert not arrow_patches(captured[0].axes[0])
     segments = arrow_segments(captured[1].axes[0])
-    np.testing.assert_allclose(segments[: len(segments) // 3, 0, :2], coords[[3]])  # the last one on is the end
-    assert len(lines_3d(captured[1].axes[0])[1]) == 2  # each lone point on the surface gets its connector
+    np.testing.assert_allclose(segments[:, 0, :2], coords[[3]])  # the last one on is the end
+    # each lone point on the surface gets its connector, the start and the end (off it) their drop lines
+    assert len(lines_3d(captured[1].axes[0])[1]) == 2 + 2
+
+
+def test_3d_start_and_end_obey_the_shadow_rule(tmp_path, captured):
+    """Off the surface the ○ and ★ stand at their own recorded loss with a dotted drop line to the floor
+    (never a floor point painted over the surface mid-path); on it they sit on the drawn path."""
+    surface, (coords, on_surface, arrows) = make_surface(), make_path()
+    recorded = on_surface + 0.4  # the surface is not their loss where they are off it
+    mask = (np.arange(15) >= 2) & (np.arange(15) <= 11)  # start and end off the surface
+    vis.plot_surface_3d(surface, coords, on_surface, recorded, arrows, "off", tmp_path / "a.png", drawn=mask)
+    vis.plot_surface_3d(surface, coords, on_surface, recorded, arrows, "on", tmp_path / "b.png")
+    off_ax, on_ax = captured[0].axes[0], captured[1].axes[0]
+    floor = off_ax.get_zlim()[0]
+    ends = [next(line for line in off_ax.lines if line.get_label().startswith(name)) for name in ("start", "end")]
+    for line, i in zip(ends, (0, -1)):
+        np.testing.assert_allclose(np.ravel(line.get_data_3d()), [*coords[i], recorded[i]])
+        assert "off this surface: drawn at that loss" in line.get_label()
+        assert any(np.allclose(np.c_[v.get_data_3d()], [[*coords[i], floor], [*coords[i], recorded[i]]])
+                   for v in lines_3d(off_ax)[1])  # its drop line down to the floor
+    path, = [line for line in lines_3d(on_ax)[0] if line.get_label().startswith("path on the surface")]
+    start, end = [next(line for line in on_ax.lines if line.get_label().startswith(name)) for name in ("start", "end")]
+    np.testing.assert_allclose(np.ravel(start.get_data_3d()), np.c_[path.get_data_3d()][0])
+    np.testing.assert_allclose(np.ravel(end.get_data_3d()), np.c_[path.get_data_3d()][-1])
+
+
+def test_3d_arrows_have_filled_heads_above_the_path_pointing_along_descent(tmp_path, captured):
+    """Drawn over the path, white with a black edge, each head's point at the projected tip of its 3D arrow
+    and wide enough to read; the 3D direction itself is checked above (the surface's downhill)."""
+    from mpl_toolkits.mplot3d import proj3d
+    surface, (coords, on_surface, arrows) = make_surface(), make_path()
+    vis.plot_surface_3d(surface, coords, on_surface, on_surface, arrows, "bowl", tmp_path / "s.png", n_arrows=4)
+    fig = captured[0]
+    ax = fig.axes[0]
+    rendered(fig)
+    path = next(line for line in ax.lines if line.get_label().startswith("path on the surface"))
+    patches = arrow_patches(ax)
+    assert len(patches) == len(style.spread_indices(coords, 4))
+    for patch in patches:
+        assert to_hex(patch.get_facecolor()) == "#ffffff" and to_hex(patch.get_edgecolor()) == "#000000"
+        assert patch.get_zorder() > path.get_zorder()
+        xs, ys, _ = proj3d.proj_transform(*patch.ends_3d.T, ax.M)
+        tail, tip = ax.transData.transform(np.c_[xs, ys])  # pixels
+        outline = ax.transData.transform(patch.get_path().vertices)
+        point = outline[np.argmax(np.linalg.norm(outline - tail, axis=1))]
+        np.testing.assert_allclose(point, tip, atol=1.0)  # the head points at the tip, away from the tail
+        across = np.array([-(tip - tail)[1], (tip - tail)[0]]) / np.linalg.norm(tip - tail)
+        assert np.ptp(outline @ across) >= 8  # a head several pixels wide, not a bar as thin as the path
 
 
 def test_partial_runs_and_seed_panels_say_dashed_on_their_face(tmp_path, captured):
