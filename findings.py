@@ -252,7 +252,8 @@ def number_tables(summary: dict) -> dict:
 
 
 def _run_rows(summary: dict) -> list:
-    return [(f"{group} {r['label']}", f"loss {readable(r.get('final_loss'))}, {metric_text(summary, r.get('final_accuracy'))}"
+    return [(f"{group} {r['label']}",
+             f"loss {readable(r.get('final_loss'))}, {metric_text(summary, r.get('final_accuracy'))}"
              + (" (diverged)" if r.get("diverged") else "")) for group, runs in summary["runs"].items() for r in runs]
 
 

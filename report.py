@@ -149,7 +149,8 @@ def print_report(summary: dict, written: list, out) -> None:
               f"{np.nanstd(finals):.2g}; {metric_label(summary)} {np.nanmean(accs):.3f}"
               + (f"  ({diverged} diverged)" if diverged else ""))
     if "optimizers" in summary:
-        names = {label: label + (" (diverged)" if s.get("diverged") else "") for label, s in summary["optimizers"].items()}
+        names = {label: label + (" (diverged)" if s.get("diverged") else "")
+                 for label, s in summary["optimizers"].items()}
         width = max(map(len, names.values())) + 2
         print(f"\n  {'optimiser':<{width}}{'initial':>10}{'final':>10}{'improv.':>10}{'path':>9}{'straight':>10}"
               f"{'effic.':>8}")
