@@ -71,14 +71,23 @@ def model_name(summary: dict) -> str:
     return {"mlp": "the MLP", "cnn": "the CNN"}.get(main_key(summary), "the model")
 
 
-def baseline_name(summary: dict) -> str:
+def metric_name(loss: str | None) -> str:
+    """What models.finish_metric computes for a loss: R² for mse (regression), accuracy otherwise."""
+    return "R²" if loss == "mse" else "accuracy"
+
+
+def baseline_title(loss: str | None) -> str:
     """The linear baseline: logistic regression, or linear regression where it is fitted by squared error."""
-    return "linear regression" if metric_label(summary) == "R²" else "logistic regression"
+    return "linear regression" if loss == "mse" else "logistic regression"
+
+
+def baseline_name(summary: dict) -> str:
+    return baseline_title(summary.get("model", {}).get("loss"))
 
 
 def metric_label(summary: dict) -> str:
-    """The runs' second number: R² for regression (squared error), accuracy otherwise (models.metric_name)."""
-    return "R²" if summary.get("model", {}).get("loss") == "mse" else "accuracy"
+    """The runs' second number in this summary: accuracy, or R² for regression."""
+    return metric_name(summary.get("model", {}).get("loss"))
 
 
 def metric_text(summary: dict, value) -> str:

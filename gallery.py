@@ -9,10 +9,10 @@ import numpy as np
 from tqdm import tqdm
 
 from config import wants
-from models import metric_name
+from findings import baseline_title, metric_name
 from outputs import output_path
 
-MODEL_TITLES = {"logistic": "logistic regression", "mlp": "MLP", "cnn": "CNN", "model": "your model"}
+MODEL_TITLES = {"mlp": "MLP", "cnn": "CNN", "model": "your model"}  # the linear baseline: findings.baseline_title
 CAPTIONS = {
     "3d.png": "loss surface on the run's PCA plane, the path on it where the surface is its loss, descent arrows",
     "contour.png": "contours of the same plane, the path and where descent went next",
@@ -52,8 +52,8 @@ def _np(tensor) -> np.ndarray:
 
 def title_of(results, kind: str) -> str:
     """The model's name in titles; the linear baseline fitted by squared error is linear regression."""
-    if kind == "logistic" and results["fms"]["logistic"].loss_kind == "mse":
-        return "linear regression"
+    if kind == "logistic":
+        return baseline_title(results["fms"]["logistic"].loss_kind)
     return MODEL_TITLES.get(kind, kind)
 
 

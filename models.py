@@ -119,11 +119,6 @@ def summed_loss_and_metric(kind: str, logits: torch.Tensor, y: torch.Tensor) -> 
     return loss_terms(kind, logits, y).sum(dim=-1), metric_sum(kind, logits, y)
 
 
-def metric_name(kind: str) -> str:
-    """What finish_metric computes for a loss: R² for mse (regression), accuracy otherwise."""
-    return "R²" if kind == "mse" else "accuracy"
-
-
 def finish_metric(kind: str, total: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Accuracy = correct / n; R² = 1 - SSE / SST with SST over all of y (so batches combine exactly)."""
     if kind == "mse":
