@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from findings import metric_label
+from findings import baseline_name, metric_label, model_name
 from training import path_statistics
 
 
@@ -140,12 +140,16 @@ def _clean(value):
 def print_report(summary: dict, written: list, out) -> None:
     """A compact table of the run's numbers and where to look next."""
     print()
-    for kind in ("logistic", summary["model"]["key"]):
+    main = summary["model"]["key"]
+    # the keys are file names ("logistic" even for the least-squares baseline); the reader gets the model's name
+    shown = {"logistic": baseline_name(summary), main: model_name(summary).removeprefix("the ")}
+    width = max(map(len, shown.values()))
+    for kind in ("logistic", main):
         runs = summary["runs"][kind]
         finals = np.array([r["final_loss"] for r in runs], float)
         accs = np.array([r["final_accuracy"] for r in runs], float)
         diverged = sum(r["diverged"] for r in runs)
-        print(f"  {kind:<9} final loss over {len(runs)} seeds: mean {np.nanmean(finals):.4g}, std "
+        print(f"  {shown[kind]:<{width}}  final loss over {len(runs)} seeds: mean {np.nanmean(finals):.4g}, std "
               f"{np.nanstd(finals):.2g}; {metric_label(summary)} {np.nanmean(accs):.3f}"
               + (f"  ({diverged} diverged)" if diverged else ""))
     if "optimizers" in summary:
@@ -162,12 +166,12 @@ def print_report(summary: dict, written: list, out) -> None:
     print()
     for name, p in summary["planes"].items():
         for label, r in p["runs"].items():
-            if name in ("logistic", summary["model"]["key"], "optimizers", "lr_sensitivity"):
+            if name in ("logistic", main, "optimizers", "lr_sensitivity"):
                 share = 100 * r["on_surface_share"]  # under 1 %: often the shared start alone, so say how little
                 drawn = {"surface": "on the surface", "shadow": "as a shadow"}.get(
                     r["drawn"], f"on the surface for {share:.{0 if share >= 1 else 1}f}% of checkpoints, else a shadow")
                 gap = f"gap {r['gap_max']:.3f} where on the surface" if r["drawn"] != "shadow" else "gap -"
-                print(f"  plane {name:<15} {label:<26} residual {100 * r['residual_mean']:5.1f}%  {gap}  drawn {drawn}")
+                print(f"  plane {shown.get(name, name):<19} {label:<26} residual {100 * r['residual_mean']:5.1f}%  {gap}  drawn {drawn}")
     print(f"\n  {len(written) + 1} files, summary.json included, in {out}/ in {summary['timings_s']['total']:.1f} s")
     index = Path(out) / "index.html"
     if index.exists():

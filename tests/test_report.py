@@ -1,0 +1,29 @@
+"""The terminal report names what ran: the least-squares baseline is linear regression, its metric R²."""
+import report
+
+
+def summary_of(loss: str) -> dict:
+    run = {"final_loss": 0.25, "final_accuracy": 0.5, "diverged": False}
+    plane_run = {"on_surface_share": 1.0, "drawn": "surface", "residual_mean": 0.0, "gap_max": 0.0}
+    return {"model": {"key": "mlp", "loss": loss}, "runs": {"logistic": [run], "mlp": [run, run]},
+            "planes": {"logistic": {"runs": {"seed 0": plane_run}}, "mlp": {"runs": {"seed 0": plane_run}}},
+            "timings_s": {"total": 1.0}}
+
+
+def printed(summary, tmp_path, capsys) -> list:
+    report.print_report(summary, [], tmp_path)
+    return [line.split() for line in capsys.readouterr().out.splitlines() if line.strip()]
+
+
+def test_regression_rows_say_linear_regression_and_r2(tmp_path, capsys):
+    lines = printed(summary_of("mse"), tmp_path, capsys)
+    assert lines[0][:4] == ["linear", "regression", "final", "loss"] and "R²" in lines[0]
+    assert lines[1][:3] == ["MLP", "final", "loss"] and "over 2 seeds" in " ".join(lines[1])
+    planes = [line for line in lines if line[0] == "plane"]
+    assert [line[1:3] for line in planes] == [["linear", "regression"], ["MLP", "seed"]]
+    assert not any("logistic" in line or "accuracy" in line for line in lines)
+
+
+def test_classification_rows_say_logistic_regression_and_accuracy(tmp_path, capsys):
+    lines = printed(summary_of("bce"), tmp_path, capsys)
+    assert lines[0][:2] == ["logistic", "regression"] and "accuracy" in lines[0] and "R²" not in lines[0]
