@@ -149,7 +149,8 @@ def print_report(summary: dict, written: list, out) -> None:
         finals = np.array([r["final_loss"] for r in runs], float)
         accs = np.array([r["final_accuracy"] for r in runs], float)
         diverged = sum(r["diverged"] for r in runs)
-        print(f"  {shown[kind]:<{width}}  final loss over {len(runs)} seed{'s' * (len(runs) != 1)}: mean {np.nanmean(finals):.4g}, std "
+        seeds = f"{len(runs)} seed{'s' * (len(runs) != 1)}"
+        print(f"  {shown[kind]:<{width}}  final loss over {seeds}: mean {np.nanmean(finals):.4g}, std "
               f"{np.nanstd(finals):.2g}; {metric_label(summary)} {np.nanmean(accs):.3f}"
               + (f"  ({diverged} diverged)" if diverged else ""))
     if "optimizers" in summary:
