@@ -114,16 +114,12 @@ def plot_eigen_ratio(alphas, betas, ratio, path_coords, axis_labels, title, path
                    colors="0.75", linewidths=0.7, norm=colors.LogNorm(levels[0], levels[-1]) if is_log else None)
         handles.append(Line2D([], [], color="0.75", lw=0.8, label="loss contours"))
     notes = nonfinite_note(ratio, "ratios", "light grey") + set_plane_axes(ax, alphas, betas, axis_labels)
-    ax.set_xlim(*_cell_edges(alphas))  # whole cells: each value is drawn centred on its grid point
-    ax.set_ylim(*_cell_edges(betas))
+    # the span evaluated, the loss contours' too: edge cells show their inner halves, each value centred on its point
+    ax.set_xlim(alphas[0], alphas[-1])
+    ax.set_ylim(betas[0], betas[-1])
     legend_below(ax, handles + marker_handles(), ncol=1)  # one column: the shadow label is long
     ax.set_title(title)
     return finish(fig, notes, path)
-
-
-def _cell_edges(centres) -> tuple:
-    half = (centres[1] - centres[0]) / 2 if len(centres) > 1 else 0.5
-    return centres[0] - half, centres[-1] + half
 
 
 def plot_spectrum(densities, top_surface, title, path, axis_labels=None, top_path=None,

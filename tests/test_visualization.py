@@ -331,14 +331,21 @@ def test_edge_of_stability_draws_each_stability_line_in_range_and_names_the_rest
     assert "gradient descent" not in all_text(captured[0])
 
 
-def test_eigen_ratio_map_with_missing_cells(tmp_path):
-    surface, (coords, _, _) = make_surface(), make_path()
-    alphas, betas = np.linspace(-1, 1, 5), np.linspace(-0.8, 1.2, 4)
+def test_eigen_ratio_map_with_missing_cells(tmp_path, captured):
+    """The map shows the span the coarse grid and the loss contours share: the contours reach its four edges."""
+    surface, (coords, _, _) = make_surface(loss_fn=lambda a, b: a + b), make_path()
+    alphas, betas = np.linspace(-1, 1, 5), np.linspace(-0.8, 1.2, 4)  # the surface's span, coarser
     ratio = np.abs(np.outer(betas, alphas)) / 2
     ratio[0, 0] = np.nan
     out = cvf.plot_eigen_ratio(alphas, betas, ratio, coords, ("PC1", "PC2"), "ratio", tmp_path / "r.png",
                                surface=surface)
     assert_real_png(out, "eigen_ratio")
+    ax = captured[0].axes[0]
+    assert ax.get_xlim() == (-1, 1) and ax.get_ylim() == (-0.8, 1.2)
+    contours = next(c for c in ax.collections if hasattr(c, "levels"))
+    ink = np.concatenate([path.vertices for path in contours.get_paths() if len(path.vertices)])
+    np.testing.assert_allclose([ink[:, 0].min(), ink[:, 0].max(), ink[:, 1].min(), ink[:, 1].max()],
+                               [-1, 1, -0.8, 1.2], atol=0.05)
 
 
 def test_spectrum_log_density_and_caller_axis_labels(tmp_path, captured):
