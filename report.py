@@ -144,6 +144,7 @@ def print_report(summary: dict, written: list, out) -> None:
     # the keys are file names ("logistic" even for the least-squares baseline); the reader gets the model's name
     shown = {"logistic": baseline_name(summary), main: model_name(summary).removeprefix("the ")}
     width = max(map(len, shown.values()))
+    planes = {**shown, "optimizers": "optimisers", "lr_sensitivity": "learning rates"}
     for kind in ("logistic", main):
         runs = summary["runs"][kind]
         finals = np.array([r["final_loss"] for r in runs], float)
@@ -167,12 +168,12 @@ def print_report(summary: dict, written: list, out) -> None:
     print()
     for name, p in summary["planes"].items():
         for label, r in p["runs"].items():
-            if name in ("logistic", main, "optimizers", "lr_sensitivity"):
+            if name in planes:
                 share = 100 * r["on_surface_share"]  # under 1 %: often the shared start alone, so say how little
                 drawn = {"surface": "on the surface", "shadow": "as a shadow"}.get(
                     r["drawn"], f"on the surface for {share:.{0 if share >= 1 else 1}f}% of checkpoints, else a shadow")
                 gap = f"gap {r['gap_max']:.3f} where on the surface" if r["drawn"] != "shadow" else "gap -"
-                print(f"  plane {shown.get(name, name):<19} {label:<26} residual {100 * r['residual_mean']:5.1f}%  {gap}  drawn {drawn}")
+                print(f"  plane {planes[name]:<19} {label:<26} residual {100 * r['residual_mean']:5.1f}%  {gap}  drawn {drawn}")
     print(f"\n  {len(written) + 1} files, summary.json included, in {out}/ in {summary['timings_s']['total']:.1f} s")
     index = Path(out) / "index.html"
     if index.exists():

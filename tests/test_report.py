@@ -6,7 +6,8 @@ def summary_of(loss: str) -> dict:
     run = {"final_loss": 0.25, "final_accuracy": 0.5, "diverged": False}
     plane_run = {"on_surface_share": 1.0, "drawn": "surface", "residual_mean": 0.0, "gap_max": 0.0}
     return {"model": {"key": "mlp", "loss": loss}, "runs": {"logistic": [run], "mlp": [run, run]},
-            "planes": {"logistic": {"runs": {"seed 0": plane_run}}, "mlp": {"runs": {"seed 0": plane_run}}},
+            "planes": {"logistic": {"runs": {"seed 0": plane_run}}, "mlp": {"runs": {"seed 0": plane_run}},
+                       "optimizers": {"runs": {"Adam lr=0.05": plane_run}}, "minima": {"runs": {"m": plane_run}}},
             "timings_s": {"total": 1.0}}
 
 
@@ -20,7 +21,7 @@ def test_regression_rows_say_linear_regression_and_r2(tmp_path, capsys):
     assert lines[0][:4] == ["linear", "regression", "final", "loss"] and "R²" in lines[0]
     assert lines[1][:3] == ["MLP", "final", "loss"] and "over 2 seeds" in " ".join(lines[1]) and "over 1 seed:" in " ".join(lines[0])
     planes = [line for line in lines if line[0] == "plane"]
-    assert [line[1:3] for line in planes] == [["linear", "regression"], ["MLP", "seed"]]
+    assert [line[1:3] for line in planes] == [["linear", "regression"], ["MLP", "seed"], ["optimisers", "Adam"]]
     assert not any("logistic" in line or "accuracy" in line for line in lines)
 
 
