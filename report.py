@@ -158,12 +158,12 @@ def print_report(summary: dict, written: list, out) -> None:
         names = {label: label + (" (diverged)" if s.get("diverged") else "")
                  for label, s in summary["optimizers"].items()}
         width = max(map(len, names.values())) + 2
-        print(f"\n  {'optimiser':<{width}}{'initial':>10}{'final':>10}{'improv.':>10}{'path':>9}{'straight':>10}"
+        print(f"\n  {'optimiser':<{width}}{'initial':>10}{'final':>10}{'improv.':>11}{'path':>10}{'straight':>10}"
               f"{'effic.':>8}")
         for label, s in summary["optimizers"].items():  # .4g: a diverged run's 3e17 stays in its column
             print(f"  {names[label]:<{width}}{s['initial_loss'] or float('nan'):>10.4g}"
-                  f"{s['final_loss'] or float('nan'):>10.4g}{s['improvement_pct'] or float('nan'):>9.4g}%"
-                  f"{s['path_length'] or float('nan'):>9.4g}{s['straight_distance'] or float('nan'):>10.4g}"
+                  f"{s['final_loss'] or float('nan'):>10.4g}{s['improvement_pct'] or float('nan'):>10.4g}%"
+                  f"{s['path_length'] or float('nan'):>10.4g}{s['straight_distance'] or float('nan'):>10.4g}"
                   f"{s['efficiency'] or float('nan'):>8.2f}")
     print()
     for name, p in summary["planes"].items():
