@@ -282,10 +282,12 @@ def plot_runs(surface, runs, title, path, residual=None, log_curves=None, loss_n
         if ((coords < low) | (coords > high)).any():
             outside.append(run.label)
     notes += ["partly outside the plotted grid: " + ", ".join(outside)] if outside else []
+    final = [Line2D([], [], marker=">", color="0.5", mec="black", ms=8, ls="none",
+                    label="final recorded loss, on the colour bar")]
     diverged = [Line2D([], [], marker="X", color="0.5", mec="black", ms=10, ls="none",
                        label="last checkpoint before divergence")] if any(c.diverged for c in curves) else []
-    figure_legend(fig, handles + marker_handles() + diverged, ncol=3)
-    plane_ax.set_title("paths on the shared plane (▸ on the colour bar: final recorded loss)", fontsize=10)
+    figure_legend(fig, handles + marker_handles() + final + diverged, ncol=3)
+    plane_ax.set_title("paths on the shared plane", fontsize=10)  # narrower than the panel: room for a ▸'s value
     notes += _style_curves(curve_ax, curves, log_curves, cap, loss_name)
     fig.suptitle(title)
     fig.get_layout_engine().set(wspace=0.06)  # keeps the colour bar's label clear of the curve panel
@@ -294,7 +296,8 @@ def plot_runs(surface, runs, title, path, residual=None, log_curves=None, loss_n
 
 def _mark_on_colorbar(bar, losses, colour):
     """A ▸ in the run's colour at its final recorded loss on the colour bar; a loss off the bar's scale
-    (a blow-up above it) sits at the bar's end, with its value beside it, never outside the bar."""
+    (a blow-up above it) sits at the bar's end, never outside the bar, its value just past that end
+    (above or below the bar: beside it, the value would run into the plane panel)."""
     finite = np.asarray(losses, float)[np.isfinite(losses)]
     if not finite.size:
         return
@@ -305,8 +308,9 @@ def _mark_on_colorbar(bar, losses, colour):
         return
     end = float(loss > high)  # the bar's top (1) or bottom (0), in axes fraction
     bar.ax.plot(-0.05, end, transform=bar.ax.transAxes, **style)
-    bar.ax.annotate(f"{loss:.2g} {'↑' if end else '↓'}", (-0.05, end), xycoords="axes fraction", xytext=(-7, 0),
-                    textcoords="offset points", ha="right", va="center", fontsize=8, color="0.2")
+    bar.ax.annotate(f"{loss:.2g} {'↑' if end else '↓'}", (0.5, end), xycoords="axes fraction",
+                    xytext=(0, 4 if end else -4), textcoords="offset points", ha="center",
+                    va="bottom" if end else "top", fontsize=8, color="0.2")
 
 
 def _draw_run(plane_ax, curve_ax, run, colour, cap):
