@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import threading
 import time
@@ -153,7 +154,7 @@ def _on_accelerator(result) -> bool:
 
 
 def _to_cpu(result):
-    """What travels between ranks: gloo exchanges objects in CPU memory."""
+    """What travels between ranks: notes in the store are pickled from CPU memory."""
     if isinstance(result, tuple):
         return tuple(_to_cpu(r) for r in result)
     return result.cpu() if isinstance(result, torch.Tensor) else result
@@ -177,11 +178,12 @@ def _one_line(err: BaseException) -> str:
 
 
 class _Link:
-    """The ranks' shared state in torchrun's store: heartbeats, arrivals at each call, failures."""
+    """The ranks' shared state in torchrun's store: heartbeats, and each call's notes (results or failures)."""
 
     def __init__(self, ranks: Ranks):
         self.ranks = ranks
         self.calls = 0
+        self.read = 0  # the last call whose notes this rank has read
         self.timeout_s = ranks.timeout_s
         run = f"{os.environ.get('TORCHELASTIC_RUN_ID', 'local')}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
         self.prefix = f"{STORE_PREFIX}/{run}"
@@ -200,6 +202,12 @@ class _Link:
                              timeout=timedelta(seconds=self.timeout_s))
 
     def close(self) -> None:
+        if self.store_on_rank0 and self.ranks.rank == 0 and self.read:
+            # the store ends with this process: first let every rank finish reading the last notes
+            try:
+                self._wait_for([self._key(self.read, k, "read") for k in range(self.ranks.world_size)], "the end")
+            except RankError:  # a rank gone by now has nothing left to read
+                pass
         self.stop.set()
         self.beat.join(timeout=self.timeout_s)  # not inside a store call when the interpreter ends
         if self.previous_sigterm is not None:
@@ -236,21 +244,42 @@ class _Link:
             except Exception as err:  # reported to every rank, re-raised on every rank below
                 status, payload, error = "error", _one_line(err), err
         seconds = time.perf_counter() - began
-        self._arrive(name)
         # note: (call name, N, status, result or error line, seconds in fn, result was on the accelerator)
-        notes = self._gather((name, len(items), status, payload, seconds, on_accelerator), name)
+        notes = self._exchange((name, len(items), status, payload, seconds, on_accelerator), name)
         self._check(notes, name, error)
         _record(name, share_sizes(len(items), world), [note[4] for note in notes])
         device = self.ranks.device if any(note[5] for note in notes) else torch.device("cpu")
         return _concat([note[3] for note in notes], device)
 
-    def _arrive(self, name: str) -> None:
-        """Say this rank is done with the call, then wait until every rank is, or one is gone."""
-        keys = [f"{self.prefix}/call{self.calls}/{k}" for k in range(self.ranks.world_size)]
+    def _exchange(self, note, name: str) -> list:
+        """Every rank's note for this call, in rank order: each rank leaves its own in the store, waits
+        until all are there (or one rank is gone), then reads them.
+
+        Through the store rather than a gloo collective: gloo's worker threads free a collective's
+        tensors after it has returned, and one that does so while the interpreter exits aborts the
+        process ("terminate called without an active exception"; pytorch/pytorch#179291).
+        """
+        keys = [self._key(self.calls, k) for k in range(self.ranks.world_size)]
         try:
-            self.store.set(keys[self.ranks.rank], "1")
+            self.store.set(keys[self.ranks.rank], pickle.dumps(note))
         except Exception as err:
             raise self._store_lost(err) from None
+        self._wait_for(keys, name)
+        try:
+            notes = [pickle.loads(self.store.get(key)) for key in keys]
+            self.store.set(self._key(self.calls, self.ranks.rank, "read"), "1")
+            if self.calls > 1:  # every rank is here, so all have read the previous call's notes
+                self.store.delete_key(self._key(self.calls - 1, self.ranks.rank))
+        except Exception as err:
+            raise self._store_lost(err) from None
+        self.read = self.calls
+        return notes
+
+    def _key(self, call: int, rank: int, what: str = "note") -> str:
+        return f"{self.prefix}/call{call}/{what}/{rank}"
+
+    def _wait_for(self, keys: list, name: str) -> None:
+        """Until every rank's key is in the store; a rank whose heartbeat stands still that long is gone."""
         seen = {k: (None, time.monotonic()) for k in range(self.ranks.world_size)}  # last beat, when it moved
         pause = 0.01
         while True:
@@ -275,15 +304,6 @@ class _Link:
         if self.store_on_rank0:
             return RankError(0, f"rank 0 stopped responding (the store it hosted is gone: {_one_line(err)})")
         return RankError(None, f"torchrun's store stopped responding ({_one_line(err)})")
-
-    def _gather(self, note, name: str) -> list:
-        notes = [None] * self.ranks.world_size
-        try:
-            dist.all_gather_object(notes, note)
-        except Exception as err:  # a rank died between arriving and the exchange
-            raise RankError(None, f"a rank stopped responding while exchanging {name!r} "
-                                  f"({_one_line(err)})") from None
-        return notes
 
     def _check(self, notes: list, name: str, own_error) -> None:
         failed = [k for k, note in enumerate(notes) if note[2] == "error"]
