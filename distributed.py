@@ -1,6 +1,7 @@
 """Splitting grid points and checkpoints across torch.distributed ranks, and gathering the results."""
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -16,6 +17,7 @@ import torch.distributed as dist
 TIMEOUT_ENV = "LANDSCAPE_TIMEOUT_S"  # seconds without a sign of life before a rank is declared gone
 DEFAULT_TIMEOUT_S = 30.0  # a killed rank is named well inside a minute
 STORE_PREFIX = "landscape"
+PIECE_BYTES = 4 * 2 ** 20  # the store's server refuses values over 8 MiB: a longer note goes in pieces
 
 
 class RankError(RuntimeError):
@@ -177,13 +179,22 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
+def _pickled(note: tuple) -> bytes:
+    """A note as the store holds it; a result that cannot be pickled becomes this rank's failure."""
+    try:
+        return pickle.dumps(note)
+    except Exception as err:
+        return pickle.dumps((*note[:2], "error", f"its result cannot be sent to the other ranks ({_one_line(err)})",
+                             *note[4:]))
+
+
 class _Link:
     """The ranks' shared state in torchrun's store: heartbeats, and each call's notes (results or failures)."""
 
     def __init__(self, ranks: Ranks):
         self.ranks = ranks
         self.calls = 0
-        self.read = 0  # the last call whose notes this rank has read
+        self.read = 0  # the last call whose notes this rank has read (calls: the last it made)
         self.timeout_s = ranks.timeout_s
         run = f"{os.environ.get('TORCHELASTIC_RUN_ID', 'local')}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
         self.prefix = f"{STORE_PREFIX}/{run}"
@@ -202,14 +213,16 @@ class _Link:
                              timeout=timedelta(seconds=self.timeout_s))
 
     def close(self) -> None:
-        if self.store_on_rank0 and self.ranks.rank == 0 and self.read:
-            # the store ends with this process: first let every rank finish reading the last notes
-            try:
-                self._wait_for([self._key(self.read, k, "read") for k in range(self.ranks.world_size)], "the end")
-            except RankError:  # a rank gone by now has nothing left to read
-                pass
+        """Stop beating, say so in the store, and where this is rank 0 hosting the store, keep it up
+        until every rank has left it or waits at a call rank 0 will not make (it then names rank 0)."""
         self.stop.set()
         self.beat.join(timeout=self.timeout_s)  # not inside a store call when the interpreter ends
+        with contextlib.suppress(Exception):  # a store already gone: there is no one left to tell
+            self.store.set(self._left(self.ranks.rank), "1")
+        if self.store_on_rank0 and self.ranks.rank == 0 and self.read == self.calls > 0:
+            with contextlib.suppress(RankError):  # a rank gone by now has nothing left to read
+                self._wait_for(lambda k: self.store.check([self._left(k)])
+                               or self.store.check([self._key(self.calls + 1, k)]), "the end")
         if self.previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self.previous_sigterm)
 
@@ -259,38 +272,48 @@ class _Link:
         tensors after it has returned, and one that does so while the interpreter exits aborts the
         process ("terminate called without an active exception"; pytorch/pytorch#179291).
         """
-        keys = [self._key(self.calls, k) for k in range(self.ranks.world_size)]
-        try:
-            self.store.set(keys[self.ranks.rank], pickle.dumps(note))
-        except Exception as err:
-            raise self._store_lost(err) from None
-        self._wait_for(keys, name)
-        try:
-            notes = [pickle.loads(self.store.get(key)) for key in keys]
-            self.store.set(self._key(self.calls, self.ranks.rank, "read"), "1")
+        with self._store_calls():
+            self._put(self._key(self.calls, self.ranks.rank), _pickled(note))
+        self._wait_for(lambda k: self.store.check([self._key(self.calls, k)]), name)
+        with self._store_calls():
+            notes = [pickle.loads(self._take(self._key(self.calls, k))) for k in range(self.ranks.world_size)]
             if self.calls > 1:  # every rank is here, so all have read the previous call's notes
-                self.store.delete_key(self._key(self.calls - 1, self.ranks.rank))
-        except Exception as err:
-            raise self._store_lost(err) from None
+                self._drop(self._key(self.calls - 1, self.ranks.rank))
         self.read = self.calls
         return notes
 
-    def _key(self, call: int, rank: int, what: str = "note") -> str:
-        return f"{self.prefix}/call{call}/{what}/{rank}"
+    def _key(self, call: int, rank: int) -> str:
+        return f"{self.prefix}/call{call}/{rank}"
 
-    def _wait_for(self, keys: list, name: str) -> None:
-        """Until every rank's key is in the store; a rank whose heartbeat stands still that long is gone."""
+    def _left(self, rank: int) -> str:
+        return f"{self.prefix}/left/{rank}"
+
+    def _put(self, key: str, blob: bytes) -> None:
+        """blob in pieces under key/0, key/1, ..., then their number under key: once key is there, all are."""
+        starts = range(0, max(len(blob), 1), PIECE_BYTES)
+        for j, start in enumerate(starts):
+            self.store.set(f"{key}/{j}", blob[start:start + PIECE_BYTES])
+        self.store.set(key, str(len(starts)))
+
+    def _take(self, key: str) -> bytes:
+        return b"".join(self.store.get(f"{key}/{j}") for j in range(int(self.store.get(key))))
+
+    def _drop(self, key: str) -> None:
+        for j in range(int(self.store.get(key))):
+            self.store.delete_key(f"{key}/{j}")
+        self.store.delete_key(key)
+
+    def _wait_for(self, ready, name: str) -> None:
+        """Until ready(k) for every rank k; a rank not ready whose heartbeat stands still that long is gone."""
         seen = {k: (None, time.monotonic()) for k in range(self.ranks.world_size)}  # last beat, when it moved
         pause = 0.01
         while True:
-            try:
-                missing = [k for k in range(self.ranks.world_size) if not self.store.check([keys[k]])]
+            with self._store_calls():
+                missing = [k for k in range(self.ranks.world_size) if not ready(k)]
                 for k in missing:
                     count = int(self.store.add(f"{self.prefix}/beat/{k}", 0))
                     if count != seen[k][0]:
                         seen[k] = (count, time.monotonic())
-            except Exception as err:
-                raise self._store_lost(err) from None
             if not missing:
                 return
             for k in missing:
@@ -299,6 +322,16 @@ class _Link:
                                        f"{self.timeout_s:g} s while the others waited at {name!r})")
             time.sleep(pause)
             pause = min(0.5, pause * 2)
+
+    @contextlib.contextmanager
+    def _store_calls(self):
+        """A store error becomes one line naming who hosted the store; a RankError (SIGTERM's) passes as it is."""
+        try:
+            yield
+        except RankError:
+            raise
+        except Exception as err:
+            raise self._store_lost(err) from None
 
     def _store_lost(self, err) -> RankError:
         if self.store_on_rank0:

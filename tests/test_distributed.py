@@ -78,7 +78,13 @@ def equal_work() -> dict:
     loss, acc = distributed.split_map(surface_fn(fm, X, y, plane), grid, name="surface")
     lam = curvature_fn(fm, X, y, checkpoints)
     one = distributed.split_map(lambda items: items * 10, np.arange(3, 4), name="one item")  # rank 1 gets none
-    return {"loss": loss, "acc": acc, "lam": np.stack(lam, axis=1), "one": one}
+    wide = distributed.split_map(wide_rows, np.arange(4, dtype=np.float32), name="wide")  # over the store's 8 MiB
+    return {"loss": loss, "acc": acc, "lam": np.stack(lam, axis=1), "one": one, "wide_sums": wide.sum(axis=1)}
+
+
+def wide_rows(items):
+    """4 MiB per item: each rank's share of two is more than the store takes as one value."""
+    return np.outer(items, np.arange(2 ** 20, dtype=np.float32))
 
 
 def failing(scenario: str, rank: int):
@@ -88,6 +94,8 @@ def failing(scenario: str, rank: int):
             raise ValueError("no loss here\nsecond line that must not be printed")
         if rank == 1 and scenario == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        if rank == 1 and scenario == "unpicklable":
+            return [lambda: None] * len(items)  # one row per item, but nothing another process can receive
         return items * 2.0
     return double
 
@@ -174,10 +182,12 @@ def test_two_ranks_equal_one_process(tmp_path):
         np.testing.assert_array_equal(got["acc"], acc)
         np.testing.assert_allclose(got["lam"], lam, rtol=0, atol=1e-6)
         np.testing.assert_array_equal(got["one"], [30])
+        np.testing.assert_array_equal(got["wide_sums"], wide_rows(np.arange(4, dtype=np.float32)).sum(axis=1))
     summary = json.loads((tmp_path / "ranks.json").read_text())
     assert summary["world_size"] == 2
-    assert [s["work"] for s in summary["shares"]] == [{"surface": 219, "curvature chains": 2, "one item": 1},
-                                                      {"surface": 218, "curvature chains": 1, "one item": 0}]
+    assert [s["work"] for s in summary["shares"]] == [
+        {"surface": 219, "curvature chains": 2, "one item": 1, "wide": 2},
+        {"surface": 218, "curvature chains": 1, "one item": 0, "wide": 2}]
     assert all(s["seconds"] >= 0 for s in summary["shares"])
 
 
@@ -187,6 +197,15 @@ def test_a_raising_rank_is_named_on_every_rank(tmp_path):
         assert code == 3 and seconds < 30
         assert err.strip().splitlines() == ["error: rank 1 failed at 'double': ValueError: no loss here"]
     assert not list(tmp_path.iterdir())  # nobody wrote a result
+
+
+def test_a_result_that_cannot_be_sent_is_named_as_its_ranks_failure(tmp_path):
+    for code, err, seconds in launch("unpicklable", tmp_path):
+        assert code == 3 and seconds < 30  # at once, not after a rank's timeout
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: rank 1 failed at 'double': its result cannot be "
+                                                       "sent to the other ranks (AttributeError: Can't pickle"), err
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_killed_rank_is_named_by_the_survivor_within_the_timeout(tmp_path):
