@@ -23,6 +23,7 @@ def test_regression_rows_say_linear_regression_and_r2(tmp_path, capsys):
     planes = [line for line in lines if line[0] == "plane"]
     assert [line[1:3] for line in planes] == [["linear", "regression"], ["MLP", "seed"], ["optimisers", "Adam"]]
     assert not any("logistic" in line or "accuracy" in line for line in lines)
+    assert lines[-1][:2] == ["summary.json", "only,"]  # nothing else written: not "1 files"
 
 
 def test_classification_rows_say_logistic_regression_and_accuracy(tmp_path, capsys):
