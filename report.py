@@ -173,7 +173,8 @@ def print_report(summary: dict, written: list, out) -> None:
                 drawn = {"surface": "on the surface", "shadow": "as a shadow"}.get(
                     r["drawn"], f"on the surface for {share:.{0 if share >= 1 else 1}f}% of checkpoints, else a shadow")
                 gap = f"gap {r['gap_max']:.3f} where on the surface" if r["drawn"] != "shadow" else "gap -"
-                print(f"  plane {planes[name]:<19} {label:<26} residual {100 * r['residual_mean']:5.1f}%  {gap}  drawn {drawn}")
+                print(f"  plane {planes[name]:<19} {label:<26} residual {100 * r['residual_mean']:5.1f}%  {gap}  "
+                      f"drawn {drawn}")
     files = f"{len(written) + 1} files, summary.json included" if written else "summary.json only"
     print(f"\n  {files}, in {out}/ in {summary['timings_s']['total']:.1f} s")
     index = Path(out) / "index.html"
