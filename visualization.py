@@ -388,9 +388,8 @@ def plot_pca_vs_isomap(pca, isomap, losses, points_per_run, trust_pca, trust_iso
         ax.set_xlabel(f"{name} component 1")
         ax.set_ylabel(f"{name} component 2")
     fig.colorbar(dots, ax=list(axes), pad=0.02).set_label(loss_label(is_log, loss_name))
-    fig.legend(handles=[Line2D([], [], **dict(START, ms=6), label="initialisation of each run"),
-                        Line2D([], [], color="0.55", lw=0.7, label="checkpoints of one run, in order")],
-               loc="outside lower center", ncol=2, fontsize=9, frameon=False)
+    figure_legend(fig, [Line2D([], [], **dict(START, ms=6), label="initialisation of each run"),
+                        Line2D([], [], color="0.55", lw=0.7, label="checkpoints of one run, in order")], ncol=2)
     fig.suptitle(title)
     return finish(fig, nonfinite_note(losses, "losses", "drawn as grey crosses"), path)
 
@@ -423,7 +422,7 @@ def plot_interpolation(ts, lines, title, path, loss_name: str = "training loss",
         ax.set_xlabel("t  along  θ_init + t (θ_final − θ_init)")
         ax.set_ylabel(loss_name, color="#0072B2")
         ax.grid(alpha=0.3)
-    fig.legend(handles=[loss_line, acc_line], loc="outside lower center", ncol=2, fontsize=9, frameon=False)
+    figure_legend(fig, [loss_line, acc_line], ncol=2)
     fig.suptitle(title)
     return finish(fig, notes, path)
 
