@@ -16,11 +16,14 @@ import torch
 from torch.func import vmap
 
 from model_graph import Split, Structure, split_for, split_head
+from relu_kernel import add_relu_shares
 
 # Most floats in one block of the affine path: 16 MB, bounded memory whatever the grid.
 BLOCK_ELEMENTS = 2 ** 22
 # Tiles of the Linear -> ReLU -> Linear path: small rectangles of the plane hold few ReLU switches.
-POINTS_PER_TILE = 100
+# Measured (one thread, the default MLP, 51x51, compiled switching pairs): 100 points per tile 27 / 24 ms
+# on a random / PCA plane, 150: 25 / 19 ms, 200: 27 / 18 ms.
+POINTS_PER_TILE = 150
 # Floats of the first layer's output, n h per tile, per batch of tiles built together (and of the
 # pairs' coefficients, 6 C h per sample, per batch of samples): 4 MB.
 BUILD_ELEMENTS = 2 ** 20
@@ -116,10 +119,9 @@ def build_tiles(model: PlaneModel, lows: np.ndarray, highs: np.ndarray) -> list:
     on = torch.gt(middle, bound, out=torch.empty_like(middle)).view(T, n, h)  # 1 where surely positive
     quadratic = _quadratic(model, on).permute(3, 0, 2, 1).reshape(T, n * C, 6)  # (T, n C, 6)
     counts, rows, units = _switching_pairs(middle.abs() <= bound, h)
-    switching_z = model.z.view(3, -1).index_select(1, rows * h + units).T  # (M, 3): along centre, u, v
-    switching_w = w.index_select(1, units).permute(1, 2, 0).reshape(-1, C * 3)  # (M, C 3): outgoing weights, same
-    return [Tile(q, r, u, sz, sw.reshape(-1, 3), C) for q, r, u, sz, sw in
-            zip(quadratic, rows.split(counts), units.split(counts), switching_z.split(counts), switching_w.split(counts))]
+    switching_z = model.z.view(3, -1).index_select(1, rows * h + units).T.contiguous()  # (M, 3): along centre, u, v
+    return [Tile(q, r, u, sz, w) for q, r, u, sz in
+            zip(quadratic, rows.split(counts), units.split(counts), switching_z.split(counts))]
 
 
 def _switching_pairs(mask: torch.Tensor, h: int) -> tuple:
@@ -162,18 +164,21 @@ class Tile:
 
     The pairs that keep one sign in the rectangle are linear or zero inside it, so their shares of the
     logits add up to one quadratic in (a, b) per sample and output: 6 numbers per point and output.
-    Only the pairs whose ReLU may switch inside the rectangle are evaluated point by point.
-    Exact up to rounding.
+    Only the pairs whose ReLU may switch inside the rectangle are evaluated point by point: in one
+    compiled loop on CPU (relu_kernel), as a few torch ops elsewhere. Exact up to rounding.
     """
 
     def __init__(self, quadratic: torch.Tensor, rows: torch.Tensor, units: torch.Tensor, switching_z: torch.Tensor,
-                 switching_w: torch.Tensor, C: int):
+                 w: torch.Tensor):
         self.quadratic = quadratic  # (n C, 6): coefficients of 1 a b a² b² ab per sample and output
         self.rows, self.units = rows, units  # (m,) each: the (sample, unit) pairs that may switch
         self.switching_z = switching_z  # (m, 3): their pre-activations along centre, u, v
-        self.switching_w = switching_w  # (m C, 3): their outgoing weights along centre, u, v
-        self.n, self.C = quadratic.shape[0] // C, C
-        self.chunk = max(1, TILE_ELEMENTS // (max(len(rows), self.n) * C))
+        self.w = w  # (3, h, C): all outgoing weights along centre, u, v
+        self.C = w.shape[2]
+        self.n = quadratic.shape[0] // self.C
+        # Points per call: the torch ops hold (m C, K) shares, the compiled loop only the (n C, K) logits
+        held = self.n if quadratic.device.type == "cpu" else max(len(rows), self.n)
+        self.chunk = max(1, TILE_ELEMENTS // (held * self.C))
 
     def __call__(self, ab: torch.Tensor) -> torch.Tensor:
         """Logits (K, n, C) at coordinates ab (K, 2): a view of an (n, C, K) tensor, points last.
@@ -185,12 +190,24 @@ class Tile:
         powers = torch.stack([a, b, a * a, b * b, a * b])  # (5, K): the constant term is the bias column
         logits = torch.addmm(self.quadratic[:, :1], self.quadratic[:, 1:], powers)  # (n C, K)
         if len(self.rows):
-            m, K = len(self.rows), ab.shape[0]
-            relu = torch.addmm(self.switching_z[:, :1], self.switching_z[:, 1:], powers[:2]).relu_()  # (m, K)
-            share = torch.addmm(self.switching_w[:, :1], self.switching_w[:, 1:], powers[:2])  # (m C, K)
-            share = share.view(m, self.C, K).mul_(relu[:, None])  # outgoing weights times the ReLU
-            logits.view(self.n, self.C, K).index_add_(0, self.rows, share)  # whole (C, K) blocks per pair
+            add = self._add_compiled if logits.device.type == "cpu" else self._add_as_torch_ops
+            add(powers[:2], logits.view(self.n, self.C, -1))
         return logits.view(self.n, self.C, -1).permute(2, 0, 1)  # (K, n, C): samples, then classes
+
+    def _add_compiled(self, ab: torch.Tensor, logits: torch.Tensor):
+        """The switching pairs' shares added to logits (n, C, K) in place by relu_kernel's loop."""
+        h, C = self.w.shape[1:]
+        weights = torch.addmm(self.w[0].view(-1, 1), self.w[1:].view(2, -1).T, ab).view(h, C, -1)  # (h, C, K)
+        a, b = ab.contiguous()
+        add_relu_shares(*(t.numpy() for t in (self.rows, self.units, self.switching_z, weights, a, b, logits)))
+
+    def _add_as_torch_ops(self, ab: torch.Tensor, logits: torch.Tensor):
+        """The same with torch ops (any device): a few passes over (m, K) blocks."""
+        m, K = len(self.rows), ab.shape[1]
+        w = self.w.index_select(1, self.units).permute(1, 2, 0).reshape(-1, 3)  # (m C, 3): along centre, u, v
+        relu = torch.addmm(self.switching_z[:, :1], self.switching_z[:, 1:], ab).relu_()  # (m, K)
+        share = torch.addmm(w[:, :1], w[:, 1:], ab).view(m, self.C, K).mul_(relu[:, None])  # weights times ReLU
+        logits.index_add_(0, self.rows, share)  # whole (C, K) blocks per pair
 
 
 class Rest:

@@ -317,6 +317,37 @@ def test_tiles_built_in_small_batches_equal_the_loop(loss, tiny_data, monkeypatc
                        grid(np.linspace(-2, 1.5, 8), np.linspace(-1, 2, 6)))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_switching_pairs_equal_a_float64_sum_over_pairs(dtype):
+    """relu_kernel's loop against numpy in float64: pairs sharing a sample add up, off pairs add nothing."""
+    from relu_kernel import add_relu_shares
+    rng = np.random.default_rng(0)
+    n, h, C, K, m = 5, 4, 3, 7, 40
+    rows, units = rng.integers(n, size=m), rng.integers(h, size=m)  # repeats: several pairs per sample
+    z, weights = rng.normal(size=(m, 3)), rng.normal(size=(h, C, K))
+    a, b, logits = rng.normal(size=K), rng.normal(size=K), rng.normal(size=(n, C, K))
+    expected = logits.copy()
+    pre = z[:, :1] + z[:, 1:2] * a + z[:, 2:] * b  # (m, K)
+    np.add.at(expected, rows, np.maximum(pre, 0)[:, None, :] * weights[units])
+    got = logits.astype(dtype)
+    add_relu_shares(rows, units, *(t.astype(dtype) for t in (z, weights, a, b)), got)
+    assert (pre < 0).any() and (pre > 0).any()
+    assert np.allclose(got, expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["bce", "ce"])
+def test_switching_pairs_as_torch_ops_equal_the_loop(loss, tiny_data, monkeypatch):
+    """Off the CPU the tiles add their switching pairs with torch ops: forced here, the loop's numbers too."""
+    import plane_model
+    X = tiny_data.X
+    y = (X[:, 0] > 0).long() + (X[:, 1] > 0).long() if loss == "ce" else tiny_data.y
+    fm = make_fm("mlp", tiny_data.n_features, loss=loss)
+    monkeypatch.setattr(plane_model.Tile, "_add_compiled", plane_model.Tile._add_as_torch_ops)
+    monkeypatch.setattr(plane_model, "POINTS_PER_TILE", 4)
+    assert_equals_loop(fm, X, y, random_plane(fm.theta0, fm.layout, seed=3),
+                       grid(np.linspace(-2, 1.5, 8), np.linspace(-1, 2, 6)))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_surface_on_cuda_equals_the_cpu(tiny_data):
     fm_cpu = make_fm("mlp", tiny_data.n_features)
