@@ -71,7 +71,7 @@ var wideBars = bars.map(function (i) {
   var bar = gd.data[i].colorbar || {};
   return [copy(bar.len), copy(bar.thickness), copy((bar.title || {}).side)];
 });
-var scenes = Object.keys(gd.layout).filter(function (k) { return /^scene\d*$/.test(k); });
+var scenes = Object.keys(gd.layout).filter(function (k) { return /^scene\\d*$/.test(k); });
 function zoomed(factor) {  // every 3D scene's camera moved back (factor > 1) along its own line of sight,
   var update = {};         // so a view the reader has turned stays turned
   scenes.forEach(function (s) {
