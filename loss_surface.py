@@ -73,12 +73,12 @@ def evaluate_points(fm, X, y, plane: Plane, coords, chunk: int | None = None):
 
     A model whose first layer is Linear, alone or as Linear -> ReLU -> Linear (however spelled),
     takes a closed-form path (plane_model), as does the start of one that begins Linear -> ReLU ->
-    Linear with one or two columns (the rest then runs per point); one whose input reaches the rest
-    only through a Conv or a wide Linear (plane_model.keeps_head) computes that layer three times and
-    the rest per point (plane_model.SplitModel); any other traceable one runs its traced graph once per
-    point, chunk points' weights combined at a time; what make_fx cannot trace, or has buffers, goes
-    through vmap in batches of full weight vectors. All sum models.summed_loss_and_metric over
-    fm.sample_batches, so eval_batch_size gives the same numbers.
+    Linear of at most model_graph.PREFIX_COLUMNS columns (the rest then runs per point); one whose
+    input reaches the rest only through a Conv or a wide Linear (plane_model.keeps_head) computes that
+    layer three times and the rest per point (plane_model.SplitModel); any other traceable one runs
+    its traced graph once per point, chunk points' weights combined at a time; what make_fx cannot
+    trace, or has buffers, goes through vmap in batches of full weight vectors. All sum
+    models.summed_loss_and_metric over fm.sample_batches, so eval_batch_size gives the same numbers.
     """
     if plane.center.shape[0] != fm.dim:
         raise ValueError(f"the plane has {plane.center.shape[0]} weights, the model {fm.dim}")

@@ -28,11 +28,12 @@ FRESH = {aten.addmm.default, aten.mm.default, aten.convolution.default}  # ops w
 # they gave at θ0, so a per-point graph would reuse that count at every point (a wrong surface, silently).
 DATA_DEPENDENT = {aten.nonzero.default, aten.masked_select.default, aten._local_scalar_dense.default,
                   aten.argwhere.default, aten.unique_dim.default, aten._unique2.default, aten.unique_consecutive.default}
-# Widest second Linear the "prefix" path takes. Its tiles do elementwise work per output column on
-# every switching pair, the split path one matrix product: measured (one thread, n = 1000, 51x51
-# random plane, 10-h-C-1 MLPs) the tiles win 1.7-2x at C = 1 and 1.3x at C = 2, lose at C = 4 with
-# h = 128, and cost 3-12 ms per point against 0.33 ms for the dense layer at h = C = 128.
-PREFIX_COLUMNS = 2
+# Widest second Linear the "prefix" path takes. Its tiles add every switching pair's share to each
+# output column; the split path runs the whole rest per point. Measured (one thread, n = 1000, 51x51
+# random plane, 10-h-C-tanh-1 MLPs, switching pairs compiled), prefix against split: h = 128: C = 2
+# 117 vs 359 ms, C = 4 194 vs 421, C = 8 286 vs 562, C = 16 537 vs 541; h = 32: C = 16 324 vs 362,
+# C = 32 786 vs 514.
+PREFIX_COLUMNS = 8
 _structures: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

@@ -455,9 +455,18 @@ def test_models_the_split_cannot_cut_take_the_generic_path_and_equal_the_loop(ti
     X, y, d = tiny_data.X, tiny_data.y, tiny_data.n_features
     fm = FlatModel(seeded(InputTwice(d)))
     assert find_structure(fm, X) is None and split_for(fm, X) is None
-    assert find_structure(FlatModel(TiedTwice(d)), X) is None  # 4 columns: too wide for a prefix
     plane = random_plane(fm.theta0, fm.layout, seed=0)
     assert_equals_loop(fm, X, y, plane, np.random.default_rng(6).uniform(-1, 1, size=(8, 2)))
+
+
+def test_a_weight_used_by_both_linears_is_one_weight_on_the_plane(tiny_data):
+    """The second Linear reads the first one's weight: a prefix whose layers look it up by name, the loop's numbers."""
+    X, y, d = tiny_data.X, tiny_data.y, tiny_data.n_features
+    fm = FlatModel(seeded(TiedTwice(d)))
+    structure = find_structure(fm, X)
+    assert structure.kind == "prefix" and [w for w, _ in structure.linears] == ["first.weight", "first.weight"]
+    plane = random_plane(fm.theta0, fm.layout, seed=0)
+    assert_equals_loop(fm, X, y, plane, np.random.default_rng(6).uniform(-2, 2, size=(30, 2)))
 
 
 class TiedTwice(nn.Module):
@@ -489,10 +498,11 @@ def prefix_cases(d):
     return {"mlp3": (seeded(nn.Sequential(nn.Linear(d, 12), nn.ReLU(), nn.Linear(12, 2), nn.ReLU(), nn.Linear(2, 1),
                                           nn.Flatten(0))), "bce"),
             "tanh_tail_ce": (seeded(TanhTail(d, 12, 2, 3)), "ce"),
-            "bias_free": (seeded(TanhTail(d, 12, 1, 1, bias=False)), "mse")}
+            "bias_free": (seeded(TanhTail(d, 12, 1, 1, bias=False)), "mse"),
+            "eight_wide": (seeded(TanhTail(d, 12, 8, 1)), "bce")}  # model_graph.PREFIX_COLUMNS columns
 
 
-@pytest.mark.parametrize("name", ["mlp3", "tanh_tail_ce", "bias_free"])
+@pytest.mark.parametrize("name", ["mlp3", "tanh_tail_ce", "bias_free", "eight_wide"])
 def test_prefix_models_equal_the_loop_in_float64(name):
     """The second Linear's output from the tiles, the rest per point: the loop's numbers where many ReLUs switch."""
     module, loss = prefix_cases(10)[name]
