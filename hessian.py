@@ -182,20 +182,21 @@ def eigen_result(fm, X, y, theta: torch.Tensor, method: str = "auto", tol: float
     warm: Ritz vectors (k, D) of a nearby point (a previous EigenResult.vectors) to start Lanczos from.
     """
     check_theta(fm, theta)
-    method = resolve_method(method, fm.dim, has_closed_form(fm, X, theta))
+    weights = relu_mlp_weights(fm, X, theta.detach())  # the closed form's weights, None without one
+    method = resolve_method(method, fm.dim, weights is not None)
     with _solver_threads():
         try:
-            return _solve(fm, X, y, theta.detach(), method, tol, seed, warm)
+            return _solve(fm, X, y, theta.detach(), method, tol, seed, warm, weights)
         except NonFiniteHessian:
             return EigenResult(float("nan"), float("nan"), method, 0)
 
 
-def _solve(fm, X, y, theta, method, tol, seed, warm) -> EigenResult:
+def _solve(fm, X, y, theta, method, tol, seed, warm, weights) -> EigenResult:
     if method == "exact":
         eig = _symmetric_eigenvalues(hessian_matrix(fm, X, y, theta))
-        return EigenResult(float(eig[0]), float(eig[-1]), method, 0 if has_closed_form(fm, X, theta) else fm.dim)
+        return EigenResult(float(eig[0]), float(eig[-1]), method, 0 if weights is not None else fm.dim)
     fast = (tol or END_TOL) >= FLOAT32_TOL  # float32 rounding is far below the tolerance: 2x faster products
-    dtype, weights, extra = torch.float32 if fast else torch.float64, relu_mlp_weights(fm, X, theta), None
+    dtype, extra = torch.float32 if fast else torch.float64, None
     if weights is not None and method == "lanczos":
         parts = relu_mlp_parts(weights, fm.loss_kind, X, y, dtype)
         matvec, extra = relu_mlp_operator(weights, fm.loss_kind, X, y, dtype, parts), unit_directions(parts[4], UNIT_STARTS)
