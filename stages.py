@@ -26,7 +26,8 @@ CURVATURE_CHAIN = 20
 
 # The source files each kind of stage runs: editing any of them invalidates its cached entries.
 TRAIN_CODE = ("stages", "data", "models", "training")
-SURFACE_CODE = TRAIN_CODE + ("projection", "filter_norm", "loss_surface", "model_graph", "plane_model", "gradients")
+SURFACE_CODE = TRAIN_CODE + ("projection", "filter_norm", "loss_surface", "model_graph", "plane_model", "relu_kernel",
+                            "gradients")
 CURVATURE_CODE = SURFACE_CODE + ("eigensolver", "relu_mlp_hessian", "hessian", "spectrum")
 
 

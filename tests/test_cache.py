@@ -1,6 +1,8 @@
 """The stage cache: bit-identical results, keys that follow inputs and code, damaged entries recomputed."""
+import ast
 import glob
 import multiprocessing
+from pathlib import Path
 
 import torch
 
@@ -134,3 +136,25 @@ def test_a_diverged_run_is_named_by_its_label_on_a_fresh_and_a_cached_run(tmp_pa
         out = capsys.readouterr()
         assert run.trajectory.diverged
         assert out.out.count("note: run 'GD lr=1e+06' diverged after epoch") == 1 and not out.err
+
+
+def _project_imports(module: str, project: set) -> set:
+    """The project modules that module.py imports by name."""
+    tree = ast.parse((Path(stages.__file__).parent / f"{module}.py").read_text())
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    return {name.split(".")[0] for name in names} & project
+
+
+def test_every_module_a_stage_runs_is_in_its_code_list():
+    """A module the stage's code reaches but its list lacks would leave stale results cached after an edit.
+    config.py is the exception: its values reach the stages through their keys, and users edit it."""
+    project = {path.stem for path in Path(stages.__file__).parent.glob("*.py")}
+    for code in (stages.TRAIN_CODE, stages.SURFACE_CODE, stages.CURVATURE_CODE):
+        reached, todo = set(), [m for m in code if m != "stages"]  # stages.py imports every stage's code
+        while todo:
+            module = todo.pop()
+            if module not in reached:
+                reached.add(module)
+                todo += _project_imports(module, project)
+        assert reached - {"config"} <= set(code), sorted(reached - {"config"} - set(code))
