@@ -27,7 +27,7 @@ POINTS_PER_TILE = 150
 # Floats of the first layer's output, n h per tile, per batch of tiles built together (and of the
 # pairs' coefficients, 6 C h per sample, per batch of samples): 4 MB.
 BUILD_ELEMENTS = 2 ** 20
-# Most floats in one tile's per-point block, (n C, K) logits or (m C, K) shares: 4 MB, in cache.
+# Most floats in one tile's per-point block, (n C, K) logits, (h C, K) weights or (m C, K) shares: 4 MB.
 TILE_ELEMENTS = 2 ** 20
 # Floats of the cut's output per vmap batch of the split path, K n F: 1 MB, half the 2 MB L2 cache,
 # but at least 2 points. Measured (one thread, evaluate_points): the digits CNN (n F = 230k) 1.5x
@@ -176,8 +176,10 @@ class Tile:
         self.w = w  # (3, h, C): all outgoing weights along centre, u, v
         self.C = w.shape[2]
         self.n = quadratic.shape[0] // self.C
-        # Points per call: the torch ops hold (m C, K) shares, the compiled loop only the (n C, K) logits
-        held = self.n if quadratic.device.type == "cpu" else max(len(rows), self.n)
+        # numba compiles float32 and float64 loops for the CPU; other devices and dtypes take torch ops
+        self.compiled = quadratic.device.type == "cpu" and quadratic.dtype in (torch.float32, torch.float64)
+        # Points per call: the loop holds the (n C, K) logits and (h C, K) weights, the torch ops (m C, K) shares
+        held = max(self.n, w.shape[1]) if self.compiled else max(len(rows), self.n)
         self.chunk = max(1, TILE_ELEMENTS // (held * self.C))
 
     def __call__(self, ab: torch.Tensor) -> torch.Tensor:
@@ -190,15 +192,14 @@ class Tile:
         powers = torch.stack([a, b, a * a, b * b, a * b])  # (5, K): the constant term is the bias column
         logits = torch.addmm(self.quadratic[:, :1], self.quadratic[:, 1:], powers)  # (n C, K)
         if len(self.rows):
-            add = self._add_compiled if logits.device.type == "cpu" else self._add_as_torch_ops
+            add = self._add_compiled if self.compiled else self._add_as_torch_ops
             add(powers[:2], logits.view(self.n, self.C, -1))
         return logits.view(self.n, self.C, -1).permute(2, 0, 1)  # (K, n, C): samples, then classes
 
     def _add_compiled(self, ab: torch.Tensor, logits: torch.Tensor):
-        """The switching pairs' shares added to logits (n, C, K) in place by relu_kernel's loop."""
-        h, C = self.w.shape[1:]
-        weights = torch.addmm(self.w[0].view(-1, 1), self.w[1:].view(2, -1).T, ab).view(h, C, -1)  # (h, C, K)
-        a, b = ab.contiguous()
+        """The switching pairs' shares added to logits (n, C, K) in place by relu_kernel's loop (weights (h, C, K))."""
+        weights = torch.addmm(self.w[0].view(-1, 1), self.w[1:].view(2, -1).T, ab).view(-1, self.C, ab.shape[1])
+        a, b = ab  # contiguous rows of powers
         add_relu_shares(*(t.numpy() for t in (self.rows, self.units, self.switching_z, weights, a, b, logits)))
 
     def _add_as_torch_ops(self, ab: torch.Tensor, logits: torch.Tensor):

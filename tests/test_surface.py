@@ -348,6 +348,51 @@ def test_switching_pairs_as_torch_ops_equal_the_loop(loss, tiny_data, monkeypatc
                        grid(np.linspace(-2, 1.5, 8), np.linspace(-1, 2, 6)))
 
 
+def test_the_loop_compiles_without_a_writable_cache(monkeypatch):
+    """numba refuses cache=True where no cache folder is writable: the kernel then compiles uncached."""
+    import importlib
+    import numba
+    import relu_kernel
+    njit = numba.njit
+
+    def refusing(*args, **kwargs):
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function 'add_relu_shares': no locator available")
+        return njit(*args, **kwargs)
+    monkeypatch.setattr(numba, "njit", refusing)
+    uncached = importlib.reload(relu_kernel)
+    monkeypatch.undo()
+    importlib.reload(relu_kernel)
+    logits = np.zeros((1, 1, 2))
+    uncached.add_relu_shares(np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([[1.0, 2.0, 0.0]]),
+                             np.full((1, 1, 2), 3.0), np.array([-1.0, 1.0]), np.zeros(2), logits)
+    assert logits.ravel().tolist() == [0.0, 9.0]  # relu(1 - 2) * 3, relu(1 + 2) * 3
+
+
+def test_a_float16_model_takes_the_torch_ops(tiny_data):
+    """numba has no float16: a half-precision model's tiles add their pairs with torch ops, near the loop."""
+    fm = make_fm("mlp", tiny_data.n_features, dtype=torch.float16)
+    X, y = tiny_data.X.half(), tiny_data.y.half()
+    plane = random_plane(fm.theta0, fm.layout, seed=0)
+    coords = grid(np.linspace(-1, 1, 5), np.linspace(-1, 1, 4))
+    loss, _ = evaluate_points(fm, X, y, plane, coords)
+    assert np.allclose(loss, loop_oracle(fm, X, y, plane, coords)[0], rtol=1e-2)
+
+
+def test_tiles_of_a_wide_hidden_layer_bound_their_weights_block(tiny_data, monkeypatch):
+    """The compiled loop holds (h C, K) weights per call: with h > n, the chunk of points follows h."""
+    import plane_model
+    monkeypatch.setattr(plane_model, "TILE_ELEMENTS", 3000)
+    module = nn.Sequential(nn.Linear(tiny_data.n_features, 300), nn.ReLU(), nn.Linear(300, 2))
+    fm = FlatModel(seeded(module), loss="ce")
+    X, y = tiny_data.X[:5], tiny_data.y[:5].long()
+    plane = random_plane(fm.theta0, fm.layout, seed=0)
+    model = PlaneModel(fm, find_structure(fm, X), X, plane)
+    tile = build_tiles(model, np.array([[-1.0, -1.0]]), np.array([[1.0, 1.0]]))[0]
+    assert len(tile.rows) > 0 and tile.chunk * 300 * 2 <= 3000
+    assert_equals_loop(fm, X, y, plane, np.random.default_rng(1).uniform(-1, 1, size=(40, 2)))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_surface_on_cuda_equals_the_cpu(tiny_data):
     fm_cpu = make_fm("mlp", tiny_data.n_features)
