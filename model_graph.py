@@ -32,7 +32,8 @@ DATA_DEPENDENT = {aten.nonzero.default, aten.masked_select.default, aten._local_
 # output column; the split path runs the whole rest per point. Measured (one thread, n = 1000, 51x51
 # random plane, 10-h-C-tanh-1 MLPs, switching pairs compiled), prefix against split: h = 128: C = 2
 # 117 vs 359 ms, C = 4 194 vs 421, C = 8 286 vs 562, C = 16 537 vs 541; h = 32: C = 16 324 vs 362,
-# C = 32 786 vs 514.
+# C = 32 786 vs 514. With torch ops instead of the compiled loop the tiles lost from C = 4 (h = 128);
+# a GPU, where tiles take torch ops, is unmeasured.
 PREFIX_COLUMNS = 8
 _structures: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
