@@ -128,10 +128,10 @@ def _sample_batches(fm, n: int) -> list:
 def _shaped(logits: torch.Tensor, kind: str) -> torch.Tensor:
     """(K, n, C) -> (K, n, C) for ce, (K, n) for bce and mse (one output column).
 
-    The closed form hands out a points-last view; bce and mse sums read it in place as fast, but
-    ce's reductions over classes run several times slower on it than on one contiguous copy.
+    The closed form hands out a points-last view; the loss sums read it in place (ce by class slices:
+    models.summed_loss_and_metric).
     """
-    return logits.contiguous() if kind == "ce" else logits.reshape(logits.shape[0], -1)
+    return logits if kind == "ce" else logits.reshape(logits.shape[0], -1)
 
 
 def _generic_logits(fm, X, plane, coords, chunk):

@@ -112,11 +112,36 @@ def summed_loss_and_metric(kind: str, logits: torch.Tensor, y: torch.Tensor) -> 
         loss = _bce_terms(logits, y).sum(dim=-1)  # per sample first: no cancellation
         right = torch.gt(logits, 0, out=torch.empty_like(logits)) @ (2 * y - 1) + (1 - y).sum()
         return loss, right
+    if kind == "ce" and logits.stride(-1) != 1:
+        return _summed_ce_by_class(logits, y.long())
     if kind == "ce":
         picked = logits.gather(-1, y.long().expand(*logits.shape[:-1]).unsqueeze(-1)).squeeze(-1)  # (K, n)
         loss = (torch.logsumexp(logits, dim=-1) - picked).sum(dim=-1)  # per sample first: no cancellation
         return loss, (logits.argmax(dim=-1) == y.long()).sum(dim=-1).to(logits.dtype)
     return loss_terms(kind, logits, y).sum(dim=-1), metric_sum(kind, logits, y)
+
+
+def _summed_ce_by_class(logits: torch.Tensor, y: torch.Tensor) -> tuple:
+    """summed_loss_and_metric's ce for logits (K, n, C) whose class axis is strided, such as a view of
+    points-last (n, C, K) storage (plane_model's tiles): there each class is one block of memory, so C
+    elementwise passes over class slices beat reductions across the strided axis. Measured (one thread,
+    K = 520, n = 1000): 13 against 20 ms at C = 3 (with a contiguous copy first), 47 against 93 at C = 10;
+    argmax alone on the strided axis took 82 ms. Ties go to the first class, as argmax's do.
+    """
+    classes = logits.unbind(-1)  # C views (K, n)
+    top, best = classes[0], torch.zeros_like(classes[0], dtype=torch.long)
+    for c, column in enumerate(classes[1:], 1):
+        best = torch.where(column > top, c, best)  # strictly greater: the first of equal maxima stays
+        top = torch.maximum(top, column)
+    if torch.isnan(top).any():  # argmax takes the first NaN as the largest: a blown-up block is left to it
+        best = logits.argmax(dim=-1)
+    shift = torch.where(torch.isfinite(top), top, 0)  # as logsumexp: an infinite top gives ±inf, not NaN
+    exp_sum, picked = torch.zeros_like(top), torch.zeros_like(top)
+    for c, column in enumerate(classes):
+        exp_sum += torch.exp(column - shift)
+        picked += torch.where(y == c, column, 0)
+    loss = (shift + torch.log(exp_sum) - picked).sum(dim=-1)  # log-sum-exp minus the label's logit, per sample
+    return loss, (best == y).sum(dim=-1).to(logits.dtype)
 
 
 def finish_metric(kind: str, total: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

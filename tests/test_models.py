@@ -198,3 +198,29 @@ def test_loss_and_accuracy_in_one_pass_equal_the_separate_ones(eval_batch_size):
     loss, accuracy = fm.loss_and_accuracy(theta, data.X, data.y)
     assert torch.equal(loss, fm.loss(theta, data.X, data.y))
     assert torch.equal(accuracy, fm.accuracy(theta, data.X, data.y))
+
+
+@pytest.mark.parametrize("C", [2, 3, 10])
+@pytest.mark.parametrize("nan", [False, True])
+def test_ce_sums_on_points_last_storage_equal_the_contiguous_ones(C, nan):
+    """The tiles' (n, C, K) storage seen as (K, n, C) goes by class slices: the same loss sums and
+    correct counts as the reductions on a contiguous copy, with ties (the first class wins), ±inf and NaN."""
+    from models import summed_loss_and_metric
+    g = torch.Generator().manual_seed(C)
+    K, n = 9, 40
+    storage = 3 * torch.randn(n, C, K, generator=g, dtype=torch.float64)
+    storage[:10] = storage[:10].round()  # many ties among classes
+    storage[:2] = 1.0  # every class ties: argmax says class 0, the label of both
+    storage[10, 1, 0], storage[11, :, 1] = float("inf"), -float("inf")
+    if nan:
+        storage[12, 0, 2] = storage[13, 1, 3] = storage[13, C - 1, 3] = float("nan")  # argmax: the first NaN
+    y = torch.randint(0, C, (n,), generator=g)
+    y[:2] = 0
+    view = storage.permute(2, 0, 1)  # (K, n, C), class axis strided
+    assert view.stride(-1) != 1
+    loss, right = summed_loss_and_metric("ce", view, y)
+    expected_loss, expected_right = summed_loss_and_metric("ce", view.contiguous(), y)
+    assert torch.allclose(loss, expected_loss, rtol=1e-12, equal_nan=True)
+    assert torch.equal(right, expected_right)
+    bad = 4 if nan else 2  # the rows k holding ±inf (and NaN)
+    assert not loss[:bad].isfinite().any() and loss[bad:].isfinite().all()
